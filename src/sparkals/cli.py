@@ -1,0 +1,137 @@
+"""`sparkals` console script; `jobs/<name>.py` calls the same `main` for spark-submit."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from typing import Any, Callable, Sequence
+
+from sparkals import pipeline
+from sparkals.config import Config, ConfigError, load_config
+from sparkals.errors import SparkalsError
+from sparkals.generate import GeneratorSpec
+
+log = logging.getLogger("sparkals")
+
+STAGES: dict[str, Callable[..., dict[str, Any]]] = {
+    "ingest": pipeline.ingest,
+    "aggregate": pipeline.aggregate,
+    "train": pipeline.train,
+    "recommend": pipeline.recommend,
+    "nightly": pipeline.nightly,
+}
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-22") from err
+
+
+def _common(parser: argparse.ArgumentParser, run_date: bool = True) -> None:
+    parser.add_argument(
+        "--config", action="append", default=[], metavar="PATH",
+        help="TOML file layered over the defaults (conf/base.toml); repeatable, later wins",
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE",
+        help="override one setting, e.g. --set als.rank=64; repeatable",
+    )
+    if run_date:
+        parser.add_argument(
+            "--run-date", type=_date, default=dt.date.today(), help="the night being processed (default: today)"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sparkals", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write a synthetic Retail Rocket style event log")
+    _common(gen, run_date=False)
+    gen.add_argument("--users", type=int, default=GeneratorSpec.users)
+    gen.add_argument("--items", type=int, default=GeneratorSpec.items)
+    gen.add_argument("--events", type=int, default=GeneratorSpec.events)
+    gen.add_argument("--seed", type=int, default=GeneratorSpec.seed)
+    gen.add_argument("--start", type=_date, default=GeneratorSpec.start, help="first day of the log")
+    gen.add_argument("--days", type=int, default=GeneratorSpec.days, help="length of the log in days")
+    gen.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
+    gen.add_argument("--out", required=True, help="folder to write the log to")
+
+    helps = {
+        "ingest": "read, validate and store the event log as clean Parquet events",
+        "aggregate": "turn clean events into indexed implicit ratings",
+        "train": "fit ALS (implicitPrefs) and save the model with its metadata",
+        "recommend": "write top-N recommendations per user as Parquet",
+        "nightly": "run every stage in order for one run date",
+    }
+    for name, text in helps.items():
+        _common(sub.add_parser(name, help=text))
+    return parser
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def print_summary(command: str, result: dict[str, Any]) -> None:
+    """The short human summary on stdout; the full record is JSON beside the outputs."""
+    if command == "nightly":
+        ingest, agg, train, rec = (result[k] for k in ("ingest", "aggregate", "train", "recommend"))
+        print(f"run date          {result['run_date']}")
+        print(f"events read       {ingest['rows_read']:,} ({ingest['accepted']:,} accepted)")
+        print(f"users / items     {agg['users']:,} / {agg['items']:,}")
+        print(f"ratings           {agg['ratings']:,}")
+        print(f"training time     {train['train_seconds']:.1f}s (model {train['model_version']})")
+        print(f"users scored      {rec['users_scored']:,}")
+        print(f"recommendations   {rec['path']}")
+        print(f"total time        {result['seconds']:.1f}s")
+    else:
+        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        cfg: Config = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"sparkals: configuration error: {err}", file=sys.stderr)
+        return 2
+
+    from sparkals.session import JavaMissingError, build_session, require_java
+
+    try:
+        require_java()
+    except JavaMissingError as err:
+        print(f"sparkals: {err}", file=sys.stderr)
+        return 3
+    spark = build_session(cfg.spark)
+    try:
+        if args.command == "generate":
+            spec = GeneratorSpec(
+                users=args.users, items=args.items, events=args.events,
+                seed=args.seed, start=args.start, days=args.days,
+            )
+            result = pipeline.generate(spark, spec, args.out, args.format)
+        else:
+            result = STAGES[args.command](spark, cfg, args.run_date)
+    except SparkalsError as err:
+        print(f"sparkals {args.command}: {err}", file=sys.stderr)
+        return 1
+    print_summary(args.command, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Typed configuration: defaults here, TOML files layered over them, then `--set` overrides.
+
+The dataclass defaults are the single source of truth; `conf/base.toml` documents every key
+and a test keeps the two equal. Code reads typed attributes (`cfg.als.rank`), never dict keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from sparkals.errors import SparkalsError
+
+
+class ConfigError(SparkalsError, ValueError):
+    """A configuration file or override is wrong; the message says which key and why."""
+
+
+@dataclass
+class SparkSettings:
+    master: str = ""
+    app_name: str = "sparkals"
+    shuffle_partitions: int = 200
+    log_level: str = "WARN"
+    console_progress: bool = False
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class InputColumns:
+    user: str = "visitorid"
+    item: str = "itemid"
+    event: str = "event"
+    timestamp: str = "timestamp"
+    timestamp_unit: str = "ms"
+
+
+@dataclass
+class InputSettings:
+    path: str = "data/events"
+    format: str = "csv"
+    header: bool = True
+    columns: InputColumns = field(default_factory=InputColumns)
+
+
+@dataclass
+class OutputSettings:
+    root: str = "output"
+
+
+@dataclass
+class RatingsSettings:
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"view": 1.0, "addtocart": 5.0, "transaction": 10.0}
+    )
+
+
+@dataclass
+class ALSSettings:
+    rank: int = 32
+    max_iter: int = 10
+    reg_param: float = 0.05
+    alpha: float = 10.0
+    nonnegative: bool = False
+    num_user_blocks: int = 10
+    num_item_blocks: int = 10
+    checkpoint_interval: int = 5
+    seed: int = 42
+
+
+@dataclass
+class RecommendSettings:
+    top_n: int = 10
+
+
+@dataclass
+class Config:
+    spark: SparkSettings = field(default_factory=SparkSettings)
+    input: InputSettings = field(default_factory=InputSettings)
+    output: OutputSettings = field(default_factory=OutputSettings)
+    ratings: RatingsSettings = field(default_factory=RatingsSettings)
+    als: ALSSettings = field(default_factory=ALSSettings)
+    recommend: RecommendSettings = field(default_factory=RecommendSettings)
+
+    def validate(self) -> "Config":
+        """Reject values that would only fail later, deep inside a Spark job."""
+        if self.input.format not in ("csv", "json", "parquet"):
+            raise ConfigError(f"input.format must be csv, json or parquet, not {self.input.format!r}")
+        if self.input.columns.timestamp_unit not in ("ms", "s", "iso"):
+            raise ConfigError(
+                "input.columns.timestamp_unit must be ms, s or iso, "
+                f"not {self.input.columns.timestamp_unit!r}"
+            )
+        for name in ("rank", "max_iter", "num_user_blocks", "num_item_blocks", "checkpoint_interval"):
+            if getattr(self.als, name) < 1:
+                raise ConfigError(f"als.{name} must be at least 1")
+        if self.als.reg_param < 0 or self.als.alpha < 0:
+            raise ConfigError("als.reg_param and als.alpha must not be negative")
+        if self.recommend.top_n < 1:
+            raise ConfigError("recommend.top_n must be at least 1")
+        if not self.ratings.weights:
+            raise ConfigError("ratings.weights must name at least one event type")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """Short stable hash of every setting: tells two runs' configurations apart."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    """Check (and gently convert) a TOML value to the dataclass field's type."""
+    origin = typing.get_origin(kind)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a table, not {value!r}")
+        _, value_kind = typing.get_args(kind)
+        return {str(k): _coerce(v, value_kind, f"{where}.{k}") for k, v in value.items()}
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, not {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be an integer, not {value!r}")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where} must be a number, not {value!r}")
+    if kind is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where} must be a string, not {value!r}")
+    raise ConfigError(f"{where}: unsupported setting type {kind!r}")
+
+
+def _merge(target: Any, updates: Mapping[str, Any], where: str) -> None:
+    """Layer a TOML table onto a dataclass in place; unknown keys are errors, not ignored."""
+    hints = typing.get_type_hints(type(target))
+    names = {f.name for f in dataclasses.fields(target)}
+    for key, value in updates.items():
+        path = f"{where}.{key}" if where else key
+        if key not in names:
+            raise ConfigError(f"unknown setting {path!r}; known here: {', '.join(sorted(names))}")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{path} must be a table")
+            _merge(current, value, path)
+        elif typing.get_origin(hints[key]) is dict:
+            merged = dict(current)
+            merged.update(_coerce(value, hints[key], path))
+            setattr(target, key, merged)
+        else:
+            setattr(target, key, _coerce(value, hints[key], path))
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """Turn `section.key=value` into a nested table; the value is read as TOML, else as a string."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    dotted, raw = text.split("=", 1)
+    keys = [k.strip() for k in dotted.strip().split(".") if k.strip()]
+    if not keys:
+        raise ConfigError(f"override {text!r} names no key")
+    try:
+        value: Any = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    table: dict[str, Any] = {keys[-1]: value}
+    for key in reversed(keys[:-1]):
+        table = {key: table}
+    return table
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from err
+
+
+def load_config(paths: Iterable[str | Path] = (), overrides: Iterable[str] = ()) -> Config:
+    """Defaults, then each TOML file in order, then each `section.key=value` override."""
+    cfg = Config()
+    for path in paths:
+        _merge(cfg, read_toml(path), "")
+    for text in overrides:
+        _merge(cfg, parse_override(text), "")
+    return cfg.validate()

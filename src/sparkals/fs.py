@@ -1,0 +1,79 @@
+"""Driver-side file operations through Hadoop's FileSystem, so that they work on any
+storage Spark can reach (local disk, HDFS, S3) and never assume a driver-local path."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+
+def _path(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return fs, hpath
+
+
+def exists(spark: SparkSession, path: str) -> bool:
+    fs, hpath = _path(spark, path)
+    return bool(fs.exists(hpath))
+
+
+def delete(spark: SparkSession, path: str) -> None:
+    fs, hpath = _path(spark, path)
+    if fs.exists(hpath):
+        fs.delete(hpath, True)
+
+
+def rename(spark: SparkSession, source: str, target: str) -> None:
+    """One rename on the file system: atomic on HDFS and local disk."""
+    fs, src = _path(spark, source)
+    _, dst = _path(spark, target)
+    fs.mkdirs(dst.getParent())
+    if not fs.rename(src, dst):
+        raise OSError(f"could not rename {source} to {target}")
+
+
+def list_names(spark: SparkSession, path: str) -> list[str]:
+    fs, hpath = _path(spark, path)
+    if not fs.exists(hpath):
+        return []
+    return sorted(status.getPath().getName() for status in fs.listStatus(hpath))
+
+
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    """Write a small text file (metadata, markers) whole: temp file, then rename over."""
+    fs, hpath = _path(spark, path)
+    _, tmp = _path(spark, path + ".tmp")
+    stream = fs.create(tmp, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+    if fs.exists(hpath):
+        fs.delete(hpath, False)
+    if not fs.rename(tmp, hpath):
+        raise OSError(f"could not write {path}")
+
+
+def read_text(spark: SparkSession, path: str) -> str:
+    fs, hpath = _path(spark, path)
+    if not fs.exists(hpath):
+        raise FileNotFoundError(path)
+    jvm = spark.sparkContext._jvm
+    stream = fs.open(hpath)
+    try:
+        data = jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
+    finally:
+        stream.close()
+    return bytes(data).decode("utf-8")
+
+
+def write_json(spark: SparkSession, path: str, payload: Any) -> None:
+    write_text(spark, path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(spark: SparkSession, path: str) -> Any:
+    return json.loads(read_text(spark, path))

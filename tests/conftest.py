@@ -1,0 +1,61 @@
+"""One local[2] SparkSession for the whole suite: UI off, few shuffle partitions."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    from sparkals.session import require_java
+
+    require_java()
+    from pyspark.sql import SparkSession
+
+    warehouse = tmp_path_factory.mktemp("warehouse")
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("sparkals-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.default.parallelism", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.warehouse.dir", str(warehouse))
+        .config("spark.driver.memory", "3g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    session.sparkContext.setCheckpointDir(str(tmp_path_factory.mktemp("checkpoints")))
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def small_settings(tmp_path):
+    """Layered config for fast tests: tiny ALS blocks, output under tmp_path."""
+
+    def make(*overrides: str):
+        from sparkals.config import load_config
+
+        return load_config(
+            [],
+            [
+                f"output.root={tmp_path / 'out'}",
+                "spark.shuffle_partitions=4",
+                "spark.log_level=ERROR",
+                "als.num_user_blocks=2",
+                "als.num_item_blocks=2",
+                "als.max_iter=5",
+                "als.rank=8",
+                *overrides,
+            ],
+        )
+
+    return make

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+
+from sparkals.config import Config, ConfigError, load_config, read_toml
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def test_base_toml_documents_exactly_the_defaults():
+    assert load_config([CONF / "base.toml"]).to_dict() == Config().to_dict()
+
+
+def test_every_base_key_has_a_comment():
+    lines = (CONF / "base.toml").read_text().splitlines()
+    for number, line in enumerate(lines):
+        if "=" in line and not line.lstrip().startswith(("#", "[")):
+            assert lines[number - 1].lstrip().startswith("#"), f"undocumented key: {line}"
+
+
+@pytest.mark.parametrize("name", ["local.toml", "cluster.toml"])
+def test_shipped_configs_load(name):
+    cfg = load_config([CONF / "base.toml", CONF / name])
+    assert cfg.als.rank >= 1
+
+
+def test_local_runs_in_process_and_cluster_leaves_master_to_spark_submit():
+    assert load_config([CONF / "local.toml"]).spark.master.startswith("local")
+    assert load_config([CONF / "cluster.toml"]).spark.master == ""
+
+
+def test_later_layers_win(tmp_path):
+    override = tmp_path / "mine.toml"
+    override.write_text("[als]\nrank = 64\n[ratings.weights]\nview = 0.5\n")
+    cfg = load_config([override], ["als.rank=128", "recommend.top_n=5"])
+    assert cfg.als.rank == 128
+    assert cfg.recommend.top_n == 5
+    assert cfg.ratings.weights == {"view": 0.5, "addtocart": 5.0, "transaction": 10.0}
+
+
+def test_set_parses_values_as_toml_and_bare_words_as_strings():
+    cfg = load_config([], ["als.alpha=40", "input.path=/data/x y", "spark.console_progress=true"])
+    assert cfg.als.alpha == 40.0 and isinstance(cfg.als.alpha, float)
+    assert cfg.input.path == "/data/x y"
+    assert cfg.spark.console_progress is True
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("als.rnak=3", "unknown setting 'als.rnak'"),
+        ("als.rank=many", "als.rank must be an integer"),
+        ("als.rank=0", "als.rank must be at least 1"),
+        ("input.format=xml", "input.format must be csv, json or parquet"),
+        ("rank", "must look like section.key=value"),
+    ],
+)
+def test_bad_settings_are_named(override, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        load_config([], [override])
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_toml(tmp_path / "nope.toml")
+
+
+def test_fingerprint_changes_with_settings():
+    assert load_config().fingerprint() == load_config().fingerprint()
+    assert load_config().fingerprint() != load_config([], ["als.rank=7"]).fingerprint()

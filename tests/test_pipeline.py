@@ -1,0 +1,128 @@
+"""End to end: a generated log through `sparkals nightly`, and a real quality check of ALS."""
+
+import datetime as dt
+import json
+
+import pytest
+from pyspark.sql import Window
+from pyspark.sql import functions as F
+
+from sparkals import cli, pipeline
+from sparkals.generate import GeneratorSpec, generate_events
+from sparkals.ingest import parse_events, split_valid
+from sparkals.config import InputColumns
+from sparkals.ratings import aggregate_ratings, build_index, index_ratings
+from sparkals.recommend import top_n_indexed
+from sparkals.train import train_als
+
+RUN_DATE = "2026-10-01"
+
+
+@pytest.fixture(scope="module")
+def event_log(spark, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("log") / "events")
+    spec = GeneratorSpec(users=800, items=300, events=30_000, seed=11, start=dt.date(2026, 7, 1), days=90)
+    pipeline.generate(spark, spec, out)
+    return out
+
+
+@pytest.mark.slow
+def test_nightly_writes_n_distinct_ranked_items_per_user(spark, event_log, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = cli.main([
+        "nightly", "--run-date", RUN_DATE,
+        "--set", f"input.path={event_log}", "--set", f"output.root={out}",
+        "--set", "als.num_user_blocks=2", "--set", "als.num_item_blocks=2",
+        "--set", "als.rank=8", "--set", "als.max_iter=4", "--set", "recommend.top_n=5",
+        "--set", "spark.shuffle_partitions=4", "--set", "spark.log_level=ERROR",
+    ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "users scored" in printed and "recommendations" in printed
+
+    recs = spark.read.parquet(str(out / "recommendations" / f"run_date={RUN_DATE}"))
+    assert recs.columns == ["user_id", "rank", "item_id", "score", "model_version"]
+    per_user = recs.groupBy("user_id").agg(
+        F.count("*").alias("n"), F.countDistinct("item_id").alias("distinct"),
+        F.sort_array(F.collect_list("rank")).alias("ranks"),
+    )
+    assert per_user.filter((F.col("n") != 5) | (F.col("distinct") != 5)).count() == 0
+    assert per_user.filter(F.col("ranks") != F.array(*[F.lit(i) for i in range(1, 6)])).count() == 0
+    by_rank = Window.partitionBy("user_id").orderBy("rank")
+    worse_than_next = recs.withColumn("next", F.lead("score").over(by_rank)).filter(F.col("next") > F.col("score"))
+    assert worse_than_next.count() == 0
+
+    raw = spark.read.option("header", "true").csv(event_log)
+    assert recs.join(raw, recs.user_id == raw.visitorid, "left_anti").count() == 0
+    assert recs.join(raw, recs.item_id == raw.itemid, "left_anti").count() == 0
+    assert per_user.count() == raw.select("visitorid").distinct().count()
+
+    summary = json.loads((out / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text())
+    assert summary["ingest"]["rows_read"] == 30_000
+    assert summary["recommend"]["users_scored"] == per_user.count()
+    (model_dir,) = (out / "models").iterdir()
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    assert metadata["parameters"]["rank"] == 8 and metadata["spark_version"]
+
+
+def test_stage_without_its_input_says_what_to_run(spark, small_settings):
+    with pytest.raises(pipeline.PipelineError, match="run `sparkals ingest` first"):
+        pipeline.aggregate(spark, small_settings(), dt.date(2026, 10, 1))
+
+
+def test_missing_input_path_is_a_clear_cli_error(spark, tmp_path, capsys):
+    code = cli.main(["ingest", "--set", f"input.path={tmp_path}/nothing", "--set", f"output.root={tmp_path}"])
+    assert code == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def _hit_rate(recs, held_out, users):
+    """Share of test users with at least one held-out item in their list."""
+    hits = recs.join(held_out, ["user", "item"]).select("user").distinct().count()
+    return hits / users
+
+
+@pytest.mark.slow
+def test_als_beats_random_and_most_popular_on_planted_tastes(spark):
+    spec = GeneratorSpec(users=1500, items=600, events=150_000, seed=5, start=dt.date(2026, 7, 1), days=90)
+    good, _ = split_valid(parse_events(generate_events(spark, spec), InputColumns()))
+    cutoff = dt.datetime(2026, 9, 15)
+    train_events = good.filter(F.col("ts") < F.lit(cutoff))
+    test_events = good.filter(F.col("ts") >= F.lit(cutoff))
+    ratings = aggregate_ratings(train_events, {"view": 1.0, "addtocart": 5.0, "transaction": 10.0})
+    users = build_index(ratings.select(F.col("user_id").alias("id")))
+    items = build_index(ratings.select(F.col("item_id").alias("id")))
+    train = index_ratings(ratings, users, items).cache()
+    seen = train.select("user", "item")
+    held_out = (
+        index_ratings(aggregate_ratings(test_events, {"view": 1.0, "addtocart": 5.0, "transaction": 10.0}), users, items)
+        .select("user", "item").join(seen, ["user", "item"], "left_anti").cache()
+    )
+    test_users = held_out.select("user").distinct().count()
+    k = 10
+
+    from sparkals.config import ALSSettings
+
+    model = train_als(train, ALSSettings(rank=16, max_iter=8, reg_param=0.05, alpha=10.0,
+                                         num_user_blocks=2, num_item_blocks=2)).model
+    candidates = top_n_indexed(model, 60).join(seen, ["user", "item"], "left_anti")
+    by_score = Window.partitionBy("user").orderBy(F.desc("score"))
+    als_top = candidates.withColumn("r", F.row_number().over(by_score)).filter(F.col("r") <= k)
+
+    popular = train.groupBy("item").agg(F.sum("rating").alias("score"))
+    test_user_ids = held_out.select("user").distinct()
+    pop_top = (
+        test_user_ids.crossJoin(popular).join(seen, ["user", "item"], "left_anti")
+        .withColumn("r", F.row_number().over(by_score)).filter(F.col("r") <= k)
+    )
+    rand_top = (
+        test_user_ids.crossJoin(popular.select("item")).join(seen, ["user", "item"], "left_anti")
+        .withColumn("score", F.rand(1))
+        .withColumn("r", F.row_number().over(by_score)).filter(F.col("r") <= k)
+    )
+    als_hr = _hit_rate(als_top, held_out, test_users)
+    pop_hr = _hit_rate(pop_top, held_out, test_users)
+    rand_hr = _hit_rate(rand_top, held_out, test_users)
+    print(f"HR@{k}: als {als_hr:.3f} popular {pop_hr:.3f} random {rand_hr:.3f}")
+    assert als_hr > 1.5 * pop_hr
+    assert als_hr > 2 * rand_hr
