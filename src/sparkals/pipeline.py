@@ -26,7 +26,7 @@ from sparkals.errors import SparkalsError
 from sparkals.generate import GeneratorSpec, generate_events
 from sparkals.ingest import parse_events, split_valid
 from sparkals.publish import publish_parquet
-from sparkals.ratings import aggregate_ratings, build_index, index_ratings
+from sparkals.ratings import build_index, build_ratings, index_ratings
 from sparkals.recommend import to_original_ids, top_n_indexed
 from sparkals.train import train_als
 
@@ -181,7 +181,7 @@ def _previous_index_date(spark: SparkSession, paths: Paths, run_date: dt.date) -
 def aggregate(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]:
     """Clean events to weighted (user, item, rating) with stable int32 indexes."""
     paths = Paths(cfg.output.root)
-    ratings = aggregate_ratings(read_events(spark, cfg, run_date), cfg.ratings.weights).cache()
+    ratings = build_ratings(read_events(spark, cfg, run_date), cfg.ratings, run_date).cache()
     previous = _previous_index_date(spark, paths, run_date)
     old_users = spark.read.parquet(paths.user_index(previous)) if previous else None
     old_items = spark.read.parquet(paths.item_index(previous)) if previous else None

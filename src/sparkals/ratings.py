@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Mapping
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from sparkals.config import RatingsSettings
 from sparkals.errors import SparkalsError
 
 INT32_MAX = 2**31 - 1
@@ -25,6 +27,12 @@ def aggregate_ratings(events: DataFrame, weights: Mapping[str, float]) -> DataFr
         .groupBy("user_id", "item_id")
         .agg(F.sum(weight_of[F.col("event")]).alias("rating"))
     )
+
+
+def build_ratings(events: DataFrame, settings: RatingsSettings, run_date: dt.date) -> DataFrame:
+    """Canonical events to (user_id, item_id, rating): the one entry point every stage uses
+    (aggregate, evaluate, tune), so that they all learn from the same ratings."""
+    return aggregate_ratings(events, settings.weights)
 
 
 def build_index(ids: DataFrame, existing: DataFrame | None = None) -> DataFrame:
