@@ -68,3 +68,21 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
 def test_fingerprint_changes_with_settings():
     assert load_config().fingerprint() == load_config().fingerprint()
     assert load_config().fingerprint() != load_config([], ["als.rank=7"]).fingerprint()
+
+
+def test_list_settings_are_checked_item_by_item():
+    from dataclasses import dataclass, field
+
+    from sparkals.config import _merge
+
+    @dataclass
+    class Lists:
+        ks: list[int] = field(default_factory=lambda: [5, 10])
+
+    target = Lists()
+    _merge(target, {"ks": [1, 2, 3]}, "x")
+    assert target.ks == [1, 2, 3]
+    with pytest.raises(ConfigError, match=r"x\.ks\[1\] must be an integer"):
+        _merge(target, {"ks": [1, "two"]}, "x")
+    with pytest.raises(ConfigError, match=r"x\.ks must be a list"):
+        _merge(target, {"ks": 3}, "x")

@@ -120,6 +120,11 @@ class Config:
 def _coerce(value: Any, kind: Any, where: str) -> Any:
     """Check (and gently convert) a TOML value to the dataclass field's type."""
     origin = typing.get_origin(kind)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, not {value!r}")
+        (item_kind,) = typing.get_args(kind)
+        return [_coerce(v, item_kind, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a table, not {value!r}")
