@@ -59,6 +59,18 @@ class RatingsSettings:
     weights: dict[str, float] = field(
         default_factory=lambda: {"view": 1.0, "addtocart": 5.0, "transaction": 10.0}
     )
+    half_life_days: float = 0.0
+    confidence: str = "raw"
+    epsilon: float = 1.0
+    bm25_k1: float = 100.0
+    bm25_b: float = 0.8
+    min_user_items: int = 1
+    min_item_users: int = 1
+    k_core: bool = False
+    k_core_max_rounds: int = 50
+    max_user_items: int = 0
+    exclude_items: list[str] = field(default_factory=list)
+    exclude_items_path: str = ""
 
 
 @dataclass
@@ -106,6 +118,14 @@ class Config:
             raise ConfigError("recommend.top_n must be at least 1")
         if not self.ratings.weights:
             raise ConfigError("ratings.weights must name at least one event type")
+        if self.ratings.confidence not in ("raw", "log1p", "bm25", "tfidf"):
+            raise ConfigError(
+                f"ratings.confidence must be raw, log1p, bm25 or tfidf, not {self.ratings.confidence!r}"
+            )
+        if self.ratings.half_life_days < 0 or self.ratings.epsilon <= 0:
+            raise ConfigError("ratings.half_life_days must not be negative and ratings.epsilon must be positive")
+        if not 0.0 <= self.ratings.bm25_b <= 1.0:
+            raise ConfigError("ratings.bm25_b must be between 0 and 1")
         return self
 
     def to_dict(self) -> dict[str, Any]:

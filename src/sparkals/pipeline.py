@@ -26,7 +26,7 @@ from sparkals.errors import SparkalsError
 from sparkals.generate import GeneratorSpec, generate_events
 from sparkals.ingest import parse_events, split_valid
 from sparkals.publish import publish_parquet
-from sparkals.ratings import build_index, build_ratings, index_ratings
+from sparkals.ratings import aggregate_ratings, build_index, build_ratings, index_ratings, matrix_stats
 from sparkals.recommend import to_original_ids, top_n_indexed
 from sparkals.train import train_als
 
@@ -52,6 +52,9 @@ class Paths:
 
     def ratings(self, run_date: dt.date) -> str:
         return f"{self.root}/ratings/run_date={run_date}"
+
+    def ratings_stats(self, run_date: dt.date) -> str:
+        return f"{self.root}/ratings/run_date={run_date}/_stats.json"
 
     @property
     def indexes(self) -> str:
@@ -177,11 +180,27 @@ def _previous_index_date(spark: SparkSession, paths: Paths, run_date: dt.date) -
     return max(dates) if dates else None
 
 
+def _excluded_items(spark: SparkSession, cfg: Config) -> DataFrame | None:
+    """Item ids from `ratings.exclude_items_path`, read by Spark (works on any storage)."""
+    path = cfg.ratings.exclude_items_path
+    if not path:
+        return None
+    if not fs.exists(spark, path):
+        raise PipelineError(f"ratings.exclude_items_path {path!r} does not exist")
+    lines = spark.read.text(path).select(F.trim("value").alias("id"))
+    return lines.filter((F.col("id") != "") & ~F.col("id").startswith("#"))
+
+
 @_timed("aggregate")
 def aggregate(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]:
-    """Clean events to weighted (user, item, rating) with stable int32 indexes."""
+    """Clean events to weighted (user, item, rating) with stable int32 indexes and statistics."""
     paths = Paths(cfg.output.root)
-    ratings = build_ratings(read_events(spark, cfg, run_date), cfg.ratings, run_date).cache()
+    events = read_events(spark, cfg, run_date).cache()
+    unfiltered = aggregate_ratings(events, cfg.ratings.weights).agg(
+        F.count("*").alias("nonzeros"), F.countDistinct("user_id").alias("users"),
+        F.countDistinct("item_id").alias("items"),
+    ).first()
+    ratings = build_ratings(events, cfg.ratings, run_date, _excluded_items(spark, cfg)).cache()
     previous = _previous_index_date(spark, paths, run_date)
     old_users = spark.read.parquet(paths.user_index(previous)) if previous else None
     old_items = spark.read.parquet(paths.item_index(previous)) if previous else None
@@ -193,17 +212,20 @@ def aggregate(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, 
     items = spark.read.parquet(paths.item_index(run_date))
     index_ratings(ratings, users, items).write.mode("overwrite").parquet(paths.ratings(run_date))
     ratings.unpersist()
-    stats = spark.read.parquet(paths.ratings(run_date)).agg(
-        F.count("*").alias("ratings"),
-        F.countDistinct("user").alias("users"),
-        F.countDistinct("item").alias("items"),
-    ).first()
-    if stats["ratings"] == 0:
+    events.unpersist()
+    stats = matrix_stats(spark.read.parquet(paths.ratings(run_date)))
+    if stats.nonzeros == 0:
         raise PipelineError(
             f"no ratings for {run_date}: no events up to that date have a weighted event type "
-            f"({', '.join(cfg.ratings.weights)})"
+            f"({', '.join(cfg.ratings.weights)}), or the filters in [ratings] removed them all"
         )
-    return {"ratings": stats["ratings"], "users": stats["users"], "items": stats["items"]}
+    removed = {key: unfiltered[key] - getattr(stats, key) for key in ("users", "items", "nonzeros")}
+    record = {"run_date": str(run_date), **stats.as_dict(), "removed_by_filters": removed,
+              "settings": dataclasses.asdict(cfg.ratings)}
+    fs.write_json(spark, paths.ratings_stats(run_date), record)
+    return {"ratings": stats.nonzeros, "users": stats.users, "items": stats.items,
+            "density": round(stats.density, 6), "removed_users": removed["users"],
+            "removed_items": removed["items"]}
 
 
 @_timed("train")

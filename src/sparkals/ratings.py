@@ -1,66 +1,221 @@
-"""Canonical events to the implicit ratings ALS learns from, with dense int32 indexes."""
+"""Canonical events to the implicit ratings ALS learns from, with dense int32 indexes.
+
+The order of work in `build_ratings` matters and is fixed: weight and decay each event, sum per
+(user, item), drop excluded items, drop bot-like users, enforce minimum support (optionally to a
+k-core), and only then apply the confidence transform, because BM25 / TF-IDF depend on the
+shape of the final matrix.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+from dataclasses import dataclass
 from typing import Mapping
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from sparkals.config import RatingsSettings
 from sparkals.errors import SparkalsError
 
 INT32_MAX = 2**31 - 1
+CONFIDENCE_TRANSFORMS = ("raw", "log1p", "bm25", "tfidf")
+# monotonically_increasing_id() keeps the partition id in the bits above this one.
+_PARTITION_SHIFT = 33
 
 
 class IndexOverflowError(SparkalsError):
     """More distinct ids than an int32 index can hold."""
 
 
-def aggregate_ratings(events: DataFrame, weights: Mapping[str, float]) -> DataFrame:
-    """Sum weighted events per (user_id, item_id); event types without a weight are ignored."""
-    weight_of = F.create_map(*[x for name, w in weights.items() for x in (F.lit(name), F.lit(float(w)))])
+def _weight_of(weights: Mapping[str, float]) -> Column:
+    return F.create_map(*[x for name, w in weights.items() for x in (F.lit(name), F.lit(float(w)))])
+
+
+def decay_factor(ts: Column, run_date: dt.date, half_life_days: float) -> Column:
+    """0.5 ** (age / half-life), age measured from the end of the run date; 1 when off."""
+    if half_life_days <= 0:
+        return F.lit(1.0)
+    reference = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time())
+    age_days = (F.lit(reference).cast("timestamp").cast("double") - ts.cast("double")) / 86_400.0
+    return F.pow(F.lit(0.5), F.greatest(age_days, F.lit(0.0)) / F.lit(float(half_life_days)))
+
+
+def aggregate_ratings(
+    events: DataFrame,
+    weights: Mapping[str, float],
+    run_date: dt.date | None = None,
+    half_life_days: float = 0.0,
+) -> DataFrame:
+    """Sum weighted (and, with a half-life, decayed) events per (user_id, item_id).
+
+    Event types without a weight are ignored; a `quantity` column, when the events have one,
+    multiplies the weight (three units bought count three times).
+    """
+    value = _weight_of(weights)[F.col("event")]
+    if "quantity" in events.columns:
+        value = value * F.coalesce(F.col("quantity").cast("double"), F.lit(1.0))
+    if half_life_days > 0:
+        if run_date is None:
+            raise ValueError("time decay needs the run date it is relative to")
+        value = value * decay_factor(F.col("ts"), run_date, half_life_days)
     return (
         events.filter(F.col("event").isin(list(weights)))
         .groupBy("user_id", "item_id")
-        .agg(F.sum(weight_of[F.col("event")]).alias("rating"))
+        .agg(F.sum(value).alias("rating"))
     )
 
 
-def build_ratings(events: DataFrame, settings: RatingsSettings, run_date: dt.date) -> DataFrame:
+def exclude_items(ratings: DataFrame, excluded: DataFrame | None) -> DataFrame:
+    """Drop ratings of items on the exclusion list (`id` column)."""
+    if excluded is None:
+        return ratings
+    return ratings.join(F.broadcast(excluded.select(F.col("id").alias("item_id"))), "item_id", "left_anti")
+
+
+def drop_heavy_users(ratings: DataFrame, max_items: int) -> DataFrame:
+    """Users with more than `max_items` distinct items behave like crawlers: drop them whole."""
+    if max_items <= 0:
+        return ratings
+    heavy = ratings.groupBy("user_id").count().filter(F.col("count") > max_items)
+    return ratings.join(heavy.select("user_id"), "user_id", "left_anti")
+
+
+def _support_pass(ratings: DataFrame, min_user: int, min_item: int) -> DataFrame:
+    """One pass: users and items with enough distinct partners in `ratings` as given."""
+    out = ratings
+    if min_user > 1:
+        users = ratings.groupBy("user_id").count().filter(F.col("count") >= min_user).select("user_id")
+        out = out.join(users, "user_id", "left_semi")
+    if min_item > 1:
+        items = ratings.groupBy("item_id").count().filter(F.col("count") >= min_item).select("item_id")
+        out = out.join(items, "item_id", "left_semi")
+    return out
+
+
+def minimum_support(
+    ratings: DataFrame, min_user: int, min_item: int, k_core: bool = False, max_rounds: int = 50
+) -> DataFrame:
+    """Keep users with >= min_user items and items with >= min_item users.
+
+    One pass checks both against the unfiltered matrix; with `k_core` the passes repeat until
+    nothing changes, so every survivor meets its minimum within the survivors (a k-core).
+    """
+    if min_user <= 1 and min_item <= 1:
+        return ratings
+    current = _support_pass(ratings, min_user, min_item)
+    if not k_core:
+        return current
+    size = ratings.count()
+    for _ in range(max_rounds):
+        current = current.localCheckpoint(eager=True)  # cut the lineage each round
+        new_size = current.count()
+        if new_size == size:
+            return current
+        size = new_size
+        current = _support_pass(current, min_user, min_item)
+    raise SparkalsError(f"k-core filtering did not reach a fixed point in {max_rounds} rounds")
+
+
+def confidence(ratings: DataFrame, transform: str, epsilon: float = 1.0, k1: float = 100.0, b: float = 0.8) -> DataFrame:
+    """Rescale `rating` before ALS turns it into confidence 1 + alpha * rating.
+
+    raw:   the weighted count as it is.
+    log1p: log(1 + rating / epsilon) (Hu, Koren & Volinsky 2008): dampens heavy repeat counts.
+    bm25 / tfidf: as the `implicit` library weights its item x user matrix (items are the
+    documents, users the terms): idf(user) = log(n_items / (1 + items of the user)); BM25 also
+    normalises by the item's total against the average item total (k1, b).
+    """
+    if transform == "raw":
+        return ratings
+    if transform == "log1p":
+        if epsilon <= 0:
+            raise SparkalsError("ratings.epsilon must be positive for the log1p transform")
+        return ratings.withColumn("rating", F.log1p(F.col("rating") / F.lit(float(epsilon))))
+    if transform not in ("bm25", "tfidf"):
+        raise SparkalsError(f"unknown confidence transform {transform!r}; use one of {', '.join(CONFIDENCE_TRANSFORMS)}")
+    n_items = ratings.select("item_id").distinct().count()
+    per_user = ratings.groupBy("user_id").agg(F.count("*").alias("user_items"))
+    idf = F.log(F.lit(float(n_items)) / (F.lit(1.0) + F.col("user_items")))
+    joined = ratings.join(per_user, "user_id")
+    if transform == "tfidf":
+        return joined.select("user_id", "item_id", (F.sqrt("rating") * idf).alias("rating"))
+    item_sums = ratings.groupBy("item_id").agg(F.sum("rating").alias("item_sum"))
+    average = item_sums.agg(F.avg("item_sum")).first()[0]
+    length_norm = F.lit(1.0 - b) + F.lit(b) * F.col("item_sum") / F.lit(float(average))
+    weighted = (
+        F.col("rating") * F.lit(k1 + 1.0) / (F.lit(float(k1)) * length_norm + F.col("rating")) * idf
+    )
+    return joined.join(item_sums, "item_id").select("user_id", "item_id", weighted.alias("rating"))
+
+
+def build_ratings(
+    events: DataFrame,
+    settings: RatingsSettings,
+    run_date: dt.date,
+    excluded_items: DataFrame | None = None,
+) -> DataFrame:
     """Canonical events to (user_id, item_id, rating): the one entry point every stage uses
-    (aggregate, evaluate, tune), so that they all learn from the same ratings."""
-    return aggregate_ratings(events, settings.weights)
+    (aggregate, evaluate, tune), so that they all learn from the same ratings.
+
+    `excluded_items` (column `id`) adds to `settings.exclude_items`, e.g. ids read from a file.
+    """
+    ratings = aggregate_ratings(events, settings.weights, run_date, settings.half_life_days)
+    excluded = excluded_items.select("id") if excluded_items is not None else None
+    if settings.exclude_items:
+        listed = events.sparkSession.createDataFrame([(i,) for i in settings.exclude_items], "id string")
+        excluded = listed if excluded is None else listed.unionByName(excluded)
+    ratings = exclude_items(ratings, excluded)
+    ratings = drop_heavy_users(ratings, settings.max_user_items)
+    ratings = minimum_support(
+        ratings, settings.min_user_items, settings.min_item_users, settings.k_core, settings.k_core_max_rounds
+    )
+    return confidence(ratings, settings.confidence, settings.epsilon, settings.bm25_k1, settings.bm25_b)
 
 
-def build_index(ids: DataFrame, existing: DataFrame | None = None) -> DataFrame:
+def build_index(ids: DataFrame, existing: DataFrame | None = None, limit: int = INT32_MAX) -> DataFrame:
     """Map every distinct `id` to a dense int32 `idx`.
 
-    Ids already in `existing` keep their index; new ids get the next free ones, in id order,
-    so the same input always gives the same index.
+    Ids already in `existing` keep their index; new ids get the next free ones in id order, so
+    the same input always gives the same index. Numbering runs in the JVM: ids are range
+    partitioned and sorted, then each row's position is its partition's offset plus its place
+    in the partition. Refuses, before numbering, to go past `limit` (int32 by default).
     """
-    spark: SparkSession = ids.sparkSession
     distinct = ids.select(F.col("id").cast("string").alias("id")).distinct()
+    start = 0
     if existing is not None:
         distinct = distinct.join(existing.select("id"), "id", "left_anti")
-        start = existing.agg(F.max("idx")).first()[0]
-        start = -1 if start is None else int(start)
-    else:
-        start = -1
-    ordered = distinct.orderBy("id")
-    schema = T.StructType([T.StructField("id", T.StringType()), T.StructField("idx", T.LongType())])
-    numbered = spark.createDataFrame(
-        ordered.rdd.zipWithIndex().map(lambda pair: (pair[0][0], pair[1] + start + 1)), schema
-    )
-    top = numbered.agg(F.max("idx")).first()[0]
-    if top is not None and top > INT32_MAX:
+        top = existing.agg(F.max("idx")).first()[0]
+        start = 0 if top is None else int(top) + 1
+    fresh_count = distinct.count()
+    if start + fresh_count - 1 > limit:
         raise IndexOverflowError(
-            f"{top + 1} distinct ids do not fit an int32 index (ALS's limit is {INT32_MAX + 1})"
+            f"{start + fresh_count} distinct ids do not fit the index (at most {limit + 1}); "
+            "ALS needs int32 indexes: filter rare ids (ratings.min_user_items / min_item_users) or start a fresh index"
         )
-    fresh = numbered.select("id", F.col("idx").cast("int").alias("idx"))
+    if fresh_count == 0:
+        fresh = distinct.select("id", F.lit(0).alias("idx")).limit(0)
+    else:
+        fresh = _number_in_order(distinct, start)
     return fresh if existing is None else existing.select("id", "idx").unionByName(fresh)
+
+
+def _number_in_order(ids: DataFrame, start: int) -> DataFrame:
+    """`start + position of id in sorted order`, computed without moving ids through Python."""
+    partitions = int(ids.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    ordered = (
+        ids.repartitionByRange(partitions, "id")
+        .sortWithinPartitions("id")
+        .select("id", F.spark_partition_id().alias("part"), F.monotonically_increasing_id().alias("mono"))
+        .localCheckpoint(eager=True)  # partition ids and positions must not change between the two uses
+    )
+    offsets, running = [], start
+    for row in sorted(ordered.groupBy("part").count().collect()):
+        offsets += [F.lit(row["part"]), F.lit(running)]
+        running += row["count"]
+    position = F.col("mono") - F.shiftleft(F.col("part").cast("long"), _PARTITION_SHIFT)
+    return ordered.select("id", (F.create_map(*offsets)[F.col("part")] + position).cast("int").alias("idx"))
 
 
 def index_ratings(ratings: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
@@ -69,4 +224,42 @@ def index_ratings(ratings: DataFrame, users: DataFrame, items: DataFrame) -> Dat
         ratings.join(users.select(F.col("id").alias("user_id"), F.col("idx").alias("user")), "user_id")
         .join(items.select(F.col("id").alias("item_id"), F.col("idx").alias("item")), "item_id")
         .select("user", "item", "rating")
+    )
+
+
+@dataclass(frozen=True)
+class MatrixStats:
+    users: int
+    items: int
+    nonzeros: int
+    density: float
+    items_per_user: dict[str, float]
+    users_per_item: dict[str, float]
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+_QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+
+
+def matrix_stats(ratings: DataFrame, user_col: str = "user", item_col: str = "item") -> MatrixStats:
+    """Size, density and the spread of interactions per user and per item (approximate quantiles)."""
+
+    def spread(col: str) -> dict[str, float]:
+        counts = ratings.groupBy(col).count()
+        values = counts.agg(F.percentile_approx("count", list(_QUANTILES), 10_000).alias("q")).first()["q"]
+        return {f"p{int(q * 100)}": float(v) for q, v in zip(_QUANTILES, values or [math.nan] * len(_QUANTILES))}
+
+    totals = ratings.agg(
+        F.count("*").alias("nnz"), F.countDistinct(user_col).alias("users"), F.countDistinct(item_col).alias("items")
+    ).first()
+    users, items, nnz = totals["users"], totals["items"], totals["nnz"]
+    return MatrixStats(
+        users=users,
+        items=items,
+        nonzeros=nnz,
+        density=nnz / (users * items) if users and items else 0.0,
+        items_per_user=spread(user_col),
+        users_per_item=spread(item_col),
     )
