@@ -1,59 +1,190 @@
+"""Ingest: mapping, quarantine with exact counts per reason, clear errors, ids of every kind."""
+
 import datetime as dt
+import gzip
+import json
+import shutil
+from pathlib import Path
 
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from sparkals.config import InputColumns
-from sparkals.ingest import InputSchemaError, parse_events, split_valid
+from sparkals import cli, pipeline
+from sparkals.config import IngestSettings, InputColumns, InputSettings
+from sparkals.ingest import InputSchemaError, accepted, parse_events
 
+DATA = Path(__file__).parent / "data" / "ingest"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 RAW_COLUMNS = "timestamp string, visitorid string, event string, itemid string, transactionid string"
+RUN_DATE = dt.date(2015, 6, 5)
+
+
+def parse(raw, source=InputSettings(), rules=IngestSettings(), run_date=RUN_DATE):
+    return parse_events(raw, source, rules, run_date)
 
 
 def test_good_rows_become_canonical_events(spark):
     raw = spark.createDataFrame(
-        [("1433221332117", "257597", "view", "355908", None), ("1433224214164", " 992329 ", "VIEW", "248676", None)],
+        [("1433221332117", "257597", "view", "355908", None), ("1433224214164", " 992329 ", "VIEW", "248676", "t1")],
         RAW_COLUMNS,
     )
-    good, bad = split_valid(parse_events(raw, InputColumns()))
-    assert bad.count() == 0
     expected = spark.createDataFrame(
         [
-            ("257597", "355908", "view", dt.datetime(2015, 6, 2, 5, 2, 12, 117000), dt.date(2015, 6, 2)),
-            ("992329", "248676", "view", dt.datetime(2015, 6, 2, 5, 50, 14, 164000), dt.date(2015, 6, 2)),
+            ("257597", "355908", "view", dt.datetime(2015, 6, 2, 5, 2, 12, 117000), dt.date(2015, 6, 2), 1.0, None),
+            ("992329", "248676", "view", dt.datetime(2015, 6, 2, 5, 50, 14, 164000), dt.date(2015, 6, 2), 1.0, "t1"),
         ],
-        "user_id string, item_id string, event string, ts timestamp, event_date date",
+        "user_id string, item_id string, event string, ts timestamp, event_date date, quantity double, "
+        "transaction_id string",
     )
-    assertDataFrameEqual(good, expected)
+    assertDataFrameEqual(accepted(parse(raw)), expected)
 
 
-def test_unusable_rows_are_kept_with_a_reason(spark):
-    raw = spark.createDataFrame(
-        [
-            ("1433221332117", None, "view", "1", None),
-            ("1433221332117", "u", "view", "", None),
-            ("1433221332117", "u", None, "1", None),
-            ("yesterday", "u", "view", "1", None),
-            ("1433221332117", "u", "view", "1", None),
-        ],
-        RAW_COLUMNS,
-    )
-    good, bad = split_valid(parse_events(raw, InputColumns()))
-    assert good.count() == 1
-    assert sorted(r.reason for r in bad.collect()) == ["bad_timestamp", "missing_event", "missing_item", "missing_user"]
+def test_event_names_are_mapped_to_canonical_ones(spark):
+    raw = spark.createDataFrame([("1433221332117", "u", "Purchase", "i", None)], RAW_COLUMNS)
+    source = InputSettings(events={"purchase": "transaction"})
+    assert [r.event for r in accepted(parse(raw, source)).collect()] == ["transaction"]
 
 
-def test_seconds_and_iso_timestamps(spark):
-    raw = spark.createDataFrame([("1700000000", "u", "view", "i")], ["t", "u", "e", "i"])
-    mapping = InputColumns(user="u", item="i", event="e", timestamp="t", timestamp_unit="s")
-    (row,) = split_valid(parse_events(raw, mapping))[0].collect()
-    assert row.ts == dt.datetime(2023, 11, 14, 22, 13, 20)
-    iso = spark.createDataFrame([("2026-11-02T10:00:00Z", "u", "view", "i")], ["t", "u", "e", "i"])
-    mapping = InputColumns(user="u", item="i", event="e", timestamp="t", timestamp_unit="iso")
-    (row,) = split_valid(parse_events(iso, mapping))[0].collect()
-    assert row.event_date == dt.date(2026, 11, 2)
+def test_seconds_iso_and_pattern_timestamps(spark):
+    cases = [("s", "1700000000", dt.datetime(2023, 11, 14, 22, 13, 20)),
+             ("iso", "2023-11-14T22:13:20Z", dt.datetime(2023, 11, 14, 22, 13, 20)),
+             ("M/d/yyyy H:mm", "11/14/2023 22:13", dt.datetime(2023, 11, 14, 22, 13))]
+    for unit, text, expected in cases:
+        raw = spark.createDataFrame([(text, "u", "view", "i")], "t string, u string, e string, i string")
+        source = InputSettings(columns=InputColumns(user="u", item="i", event="e", timestamp="t",
+                                                    timestamp_unit=unit, transaction_id=""))
+        (row,) = accepted(parse(raw, source, run_date=dt.date(2023, 11, 20))).collect()
+        assert row.ts == expected, unit
 
 
 def test_a_missing_mapped_column_is_named(spark):
     raw = spark.createDataFrame([("1", "2", "view")], ["timestamp", "visitor", "event"])
-    with pytest.raises(InputSchemaError, match=r"'visitorid', 'itemid'.*columns present: timestamp, visitor, event"):
-        parse_events(raw, InputColumns())
+    with pytest.raises(InputSchemaError, match=r"'visitorid', 'itemid', 'transactionid'.*columns present: timestamp, visitor, event"):
+        parse(raw)
+
+
+def run_ingest(spark, small_settings, path, *overrides, run_date=RUN_DATE):
+    cfg = small_settings(f"input.path={path}", *overrides)
+    result = pipeline.ingest(spark, cfg, run_date)
+    result.pop("seconds")
+    return cfg, result
+
+
+EXPECTED_REASONS = {
+    "malformed_line": 2, "bad_encoding": 1, "missing_user": 1, "missing_item": 1, "missing_event": 1,
+    "unknown_event": 1, "bad_timestamp": 1, "timestamp_out_of_range": 1,
+}
+
+
+def test_bad_csv_corpus_exact_counts_per_reason(spark, small_settings, tmp_path):
+    cfg, result = run_ingest(spark, small_settings, DATA / "retailrocket_bad.csv", "ingest.max_quarantine_share=1.0")
+    assert result == {"rows_read": 14, "accepted": 4, "quarantined": 9, "duplicates": 1, "dropped_unknown_events": 0}
+    assert result["rows_read"] == result["accepted"] + result["quarantined"] + result["duplicates"]
+    record = json.loads((tmp_path / "out" / "runs" / f"run_date={RUN_DATE}" / "ingest.json").read_text())
+    assert record["quarantined_by_reason"] == EXPECTED_REASONS
+    quarantine = spark.read.parquet(pipeline.Paths(cfg.output.root).quarantine(RUN_DATE))
+    got = {r.reason: r["count"] for r in quarantine.groupBy("reason").count().collect()}
+    assert got == EXPECTED_REASONS
+    (truncated,) = quarantine.filter("raw_event = 'view' AND raw_itemid IS NULL").collect()
+    assert truncated.raw__corrupt_record == "1433221999000,1,view"
+    events = spark.read.parquet(pipeline.Paths(cfg.output.root).events)
+    assert sorted(r.item_id for r in events.collect()) == ["248676", "355908", "8", "sku-ABC"]
+
+
+def test_unknown_events_can_be_dropped_and_are_still_counted(spark, small_settings):
+    _, result = run_ingest(spark, small_settings, DATA / "retailrocket_bad.csv",
+                           "ingest.max_quarantine_share=1.0", "ingest.unknown_events=\"drop\"")
+    assert result["dropped_unknown_events"] == 1 and result["quarantined"] == 8
+    assert result["rows_read"] == result["accepted"] + result["quarantined"] + result["duplicates"] + 1
+
+
+def test_too_many_bad_rows_fail_before_anything_downstream(spark, small_settings, tmp_path):
+    with pytest.raises(pipeline.PipelineError, match=r"64\.3% of 14 rows were quarantined.*Nothing was written"):
+        run_ingest(spark, small_settings, DATA / "retailrocket_bad.csv")
+    assert not (tmp_path / "out" / "events").exists()
+    assert (tmp_path / "out" / "quarantine" / f"run_date={RUN_DATE}").exists()
+
+
+def test_gzip_csv_reads_like_plain(spark, small_settings, tmp_path):
+    packed = tmp_path / "log.csv.gz"
+    packed.write_bytes(gzip.compress((DATA / "retailrocket_bad.csv").read_bytes()))
+    _, result = run_ingest(spark, small_settings, packed, "ingest.max_quarantine_share=1.0")
+    assert (result["rows_read"], result["accepted"]) == (14, 4)
+
+
+def test_json_lines_with_a_broken_line_and_ids_of_every_kind(spark, small_settings):
+    cfg, result = run_ingest(spark, small_settings, DATA / "events.jsonl", "input.format=json",
+                             "ingest.max_quarantine_share=1.0")
+    assert (result["rows_read"], result["accepted"], result["quarantined"]) == (4, 3, 1)
+    events = spark.read.parquet(pipeline.Paths(cfg.output.root).events)
+    assert {(r.user_id, r.item_id) for r in events.collect()} == {
+        ("9223372036854775807", "12345678901234"), ("anna@example.com", "B-7"), ("3", "4")}
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: tmp / "missing", "does not exist"),
+    (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "holds no files"),
+    (lambda tmp: DATA / "header_only.csv", "holds no rows"),
+])
+def test_unusable_inputs_are_clear_errors(spark, small_settings, tmp_path, make, message):
+    with pytest.raises(pipeline.PipelineError, match=message):
+        run_ingest(spark, small_settings, make(tmp_path))
+
+
+def test_look_back_window_over_dated_folders(spark, small_settings, tmp_path):
+    for day, stamp in (("2015-06-03", "1433300000000"), ("2015-06-04", "1433400000000"), ("2015-06-05", "1433500000000")):
+        folder = tmp_path / "logs" / day
+        folder.mkdir(parents=True)
+        (folder / "part.csv").write_text(f"timestamp,visitorid,event,itemid,transactionid\n{stamp},u,view,{day},\n")
+    path = f"{tmp_path}/logs/{{date}}"
+    _, result = run_ingest(spark, small_settings, path, "input.lookback_days=2")
+    assert result["rows_read"] == 2
+    _, result = run_ingest(spark, small_settings, path)
+    assert result["rows_read"] == 1
+
+
+def test_look_back_window_over_hive_partitions(spark, small_settings, tmp_path):
+    for day in ("2015-06-01", "2015-06-04", "2015-06-05"):
+        folder = tmp_path / "hive" / f"dt={day}"
+        folder.mkdir(parents=True)
+        (folder / "part.csv").write_text("timestamp,visitorid,event,itemid,transactionid\n1433400000000,u,view,i,\n")
+    _, result = run_ingest(spark, small_settings, tmp_path / "hive", "input.lookback_days=2", "input.partition_column=dt")
+    assert result["rows_read"] == 2
+
+
+TINY_ALS = ["--set", "als.rank=4", "--set", "als.max_iter=3", "--set", "als.num_user_blocks=2",
+            "--set", "als.num_item_blocks=2", "--set", "spark.shuffle_partitions=4", "--set", "spark.log_level=ERROR"]
+
+
+@pytest.mark.slow
+def test_retail_transactions_log_runs_through_nightly(spark, tmp_path):
+    out = tmp_path / "out"
+    code = cli.main(["nightly", "--config", str(CONF / "retail.toml"), "--run-date", "2011-10-31",
+                     "--set", f"input.path={DATA / 'online_retail_sample.csv'}", "--set", f"output.root={out}",
+                     "--set", "recommend.top_n=3", *TINY_ALS])
+    assert code == 0
+    record = json.loads((out / "runs" / "run_date=2011-10-31" / "ingest.json").read_text())
+    assert record["quarantined_by_reason"] == {"missing_user": 1, "bad_quantity": 1}
+    assert record["accepted"] == 168
+    recs = spark.read.parquet(str(out / "recommendations" / "run_date=2011-10-31"))
+    assert recs.select("user_id").distinct().count() == 24
+    assert {r.user_id for r in recs.collect()} == {str(12346 + c) for c in range(24)}
+
+
+@pytest.mark.slow
+def test_ids_of_every_kind_round_trip_to_the_recommendations(spark, tmp_path):
+    users = ["42", "9223372036854775807", "4294967296123", "anna@example.com", "ünïcode-user"]
+    items = ["7", "9007199254740993", "SKU-001", "18446744073709"]
+    lines = ["timestamp,visitorid,event,itemid,transactionid"]
+    for u, user in enumerate(users):
+        for i, item in enumerate(items):
+            if (u + i) % 3:
+                lines.append(f"{1433221332117 + 1000 * (u * 10 + i)},{user},view,{item},")
+    log = tmp_path / "ids.csv"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert cli.main(["nightly", "--run-date", "2015-06-05", "--set", f"input.path={log}",
+                     "--set", f"output.root={out}", "--set", "recommend.top_n=2", *TINY_ALS]) == 0
+    recs = spark.read.parquet(str(out / "recommendations" / "run_date=2015-06-05")).collect()
+    assert {r.user_id for r in recs} == set(users)
+    assert {r.item_id for r in recs} <= set(items)

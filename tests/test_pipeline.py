@@ -9,8 +9,8 @@ from pyspark.sql import functions as F
 
 from sparkals import cli, pipeline
 from sparkals.generate import GeneratorSpec, generate_events
-from sparkals.ingest import parse_events, split_valid
-from sparkals.config import InputColumns
+from sparkals.config import IngestSettings, InputSettings
+from sparkals.ingest import accepted, parse_events
 from sparkals.ratings import aggregate_ratings, build_index, index_ratings
 from sparkals.recommend import top_n_indexed
 from sparkals.train import train_als
@@ -85,7 +85,7 @@ def _hit_rate(recs, held_out, users):
 @pytest.mark.slow
 def test_als_beats_random_and_most_popular_on_planted_tastes(spark):
     spec = GeneratorSpec(users=1500, items=600, events=150_000, seed=5, start=dt.date(2026, 7, 1), days=90)
-    good, _ = split_valid(parse_events(generate_events(spark, spec), InputColumns()))
+    good = accepted(parse_events(generate_events(spark, spec), InputSettings(), IngestSettings(), dt.date(2026, 10, 1)))
     cutoff = dt.datetime(2026, 9, 15)
     train_events = good.filter(F.col("ts") < F.lit(cutoff))
     test_events = good.filter(F.col("ts") >= F.lit(cutoff))

@@ -7,6 +7,7 @@ and a test keeps the two equal. Code reads typed attributes (`cfg.als.rank`), ne
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import tomllib
@@ -39,6 +40,8 @@ class InputColumns:
     event: str = "event"
     timestamp: str = "timestamp"
     timestamp_unit: str = "ms"
+    quantity: str = ""
+    transaction_id: str = "transactionid"
 
 
 @dataclass
@@ -46,7 +49,22 @@ class InputSettings:
     path: str = "data/events"
     format: str = "csv"
     header: bool = True
+    delimiter: str = ","
+    constant_event: str = "transaction"
+    lookback_days: int = 0
+    partition_column: str = ""
     columns: InputColumns = field(default_factory=InputColumns)
+    events: dict[str, str] = field(
+        default_factory=lambda: {"view": "view", "addtocart": "addtocart", "transaction": "transaction"}
+    )
+
+
+@dataclass
+class IngestSettings:
+    unknown_events: str = "quarantine"
+    min_event_date: str = "2000-01-01"
+    max_future_days: int = 1
+    max_quarantine_share: float = 0.05
 
 
 @dataclass
@@ -95,6 +113,7 @@ class RecommendSettings:
 class Config:
     spark: SparkSettings = field(default_factory=SparkSettings)
     input: InputSettings = field(default_factory=InputSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
     ratings: RatingsSettings = field(default_factory=RatingsSettings)
     als: ALSSettings = field(default_factory=ALSSettings)
@@ -104,11 +123,21 @@ class Config:
         """Reject values that would only fail later, deep inside a Spark job."""
         if self.input.format not in ("csv", "json", "parquet"):
             raise ConfigError(f"input.format must be csv, json or parquet, not {self.input.format!r}")
-        if self.input.columns.timestamp_unit not in ("ms", "s", "iso"):
-            raise ConfigError(
-                "input.columns.timestamp_unit must be ms, s or iso, "
-                f"not {self.input.columns.timestamp_unit!r}"
-            )
+        if not self.input.columns.timestamp_unit:
+            raise ConfigError("input.columns.timestamp_unit must be ms, s, iso or a datetime pattern")
+        for name in ("user", "item", "timestamp"):
+            if not getattr(self.input.columns, name):
+                raise ConfigError(f"input.columns.{name} must name a column")
+        if self.ingest.unknown_events not in ("quarantine", "drop"):
+            raise ConfigError(f"ingest.unknown_events must be quarantine or drop, not {self.ingest.unknown_events!r}")
+        if not 0.0 <= self.ingest.max_quarantine_share <= 1.0:
+            raise ConfigError("ingest.max_quarantine_share must be between 0 and 1")
+        try:
+            dt.date.fromisoformat(self.ingest.min_event_date)
+        except ValueError as err:
+            raise ConfigError(f"ingest.min_event_date must be a date like 2000-01-01: {err}") from err
+        if self.input.lookback_days < 0:
+            raise ConfigError("input.lookback_days must not be negative")
         for name in ("rank", "max_iter", "num_user_blocks", "num_item_blocks", "checkpoint_interval"):
             if getattr(self.als, name) < 1:
                 raise ConfigError(f"als.{name} must be at least 1")

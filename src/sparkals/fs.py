@@ -21,6 +21,23 @@ def exists(spark: SparkSession, path: str) -> bool:
     return bool(fs.exists(hpath))
 
 
+def glob_has_files(spark: SparkSession, pattern: str) -> bool:
+    """True when the path or glob names at least one data file (hidden `_`/`.` files do not count)."""
+    fs, hpath = _path(spark, pattern)
+    statuses = fs.globStatus(hpath)
+    if statuses is None:
+        return False
+    for status in statuses:
+        if status.isFile():
+            return True
+        files = fs.listFiles(status.getPath(), True)
+        while files.hasNext():
+            name = files.next().getPath().getName()
+            if not name.startswith(("_", ".")):
+                return True
+    return False
+
+
 def delete(spark: SparkSession, path: str) -> None:
     fs, hpath = _path(spark, path)
     if fs.exists(hpath):

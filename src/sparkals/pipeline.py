@@ -24,7 +24,7 @@ from sparkals import fs
 from sparkals.config import Config
 from sparkals.errors import SparkalsError
 from sparkals.generate import GeneratorSpec, generate_events
-from sparkals.ingest import parse_events, split_valid
+from sparkals.ingest import CORRUPT_COLUMN, DROPPED, REASONS, accepted, parse_events, quarantined
 from sparkals.publish import publish_parquet
 from sparkals.ratings import aggregate_ratings, build_index, build_ratings, index_ratings, matrix_stats
 from sparkals.recommend import to_original_ids, top_n_indexed
@@ -47,8 +47,11 @@ class Paths:
     def events(self) -> str:
         return f"{self.root}/events"
 
-    def rejected(self, run_date: dt.date) -> str:
-        return f"{self.root}/rejected/run_date={run_date}"
+    def quarantine(self, run_date: dt.date) -> str:
+        return f"{self.root}/quarantine/run_date={run_date}"
+
+    def ingest_record(self, run_date: dt.date) -> str:
+        return f"{self.root}/runs/run_date={run_date}/ingest.json"
 
     def ratings(self, run_date: dt.date) -> str:
         return f"{self.root}/ratings/run_date={run_date}"
@@ -110,17 +113,53 @@ def _brief(result: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in result.items() if isinstance(v, (int, float)) and k != "seconds")
 
 
-def read_input(spark: SparkSession, cfg: Config) -> DataFrame:
-    """The raw event log, all columns as read; CSV columns stay strings (no type guessing)."""
+def _input_paths(spark: SparkSession, cfg: Config, run_date: dt.date) -> list[str]:
+    """The paths to read: `input.path`, or with "{date}" in it one path per day of the window."""
     source = cfg.input
-    if not fs.exists(spark, source.path) and not any(ch in source.path for ch in "*?["):
-        raise PipelineError(f"input path {source.path!r} does not exist; set input.path")
-    reader = spark.read
+    if "{date}" in source.path:
+        days = [run_date - dt.timedelta(days=i) for i in range(max(1, source.lookback_days))]
+        candidates = [source.path.replace("{date}", day.isoformat()) for day in days]
+    else:
+        candidates = [source.path]
+    found = [path for path in candidates if fs.glob_has_files(spark, path)]
+    if not found:
+        if len(candidates) == 1 and fs.exists(spark, candidates[0]):
+            raise PipelineError(f"input {candidates[0]!r} holds no files")
+        raise PipelineError(
+            f"input path {source.path!r} does not exist"
+            + (f" for any day from {candidates[-1]} to {candidates[0]}" if len(candidates) > 1 else "")
+            + "; set input.path"
+        )
+    return found
+
+
+def read_input(spark: SparkSession, cfg: Config, run_date: dt.date) -> DataFrame:
+    """The raw event log with every column as text where the format allows, plus the
+    corrupt-record column for lines the reader could not parse (CSV, JSON)."""
+    source = cfg.input
+    paths = _input_paths(spark, cfg, run_date)
     if source.format == "csv":
-        return reader.option("header", str(source.header).lower()).csv(source.path)
-    if source.format == "json":
-        return reader.json(source.path)
-    return reader.parquet(source.path)
+        reader = spark.read.option("header", str(source.header).lower()).option("sep", source.delimiter)
+        columns = reader.csv(paths).columns
+        schema = ", ".join(f"`{name}` string" for name in columns) + f", `{CORRUPT_COLUMN}` string"
+        raw = (
+            reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
+            .schema(schema).csv(paths)
+        )
+    elif source.format == "json":
+        raw = (
+            spark.read.option("primitivesAsString", "true")
+            .option("columnNameOfCorruptRecord", CORRUPT_COLUMN).json(paths)
+        )
+    else:
+        raw = spark.read.parquet(*paths)
+    if source.partition_column and source.lookback_days > 0:
+        if source.partition_column not in raw.columns:
+            raise PipelineError(f"input.partition_column {source.partition_column!r} is not a column of the input")
+        first = run_date - dt.timedelta(days=source.lookback_days - 1)
+        day = F.to_date(F.col(source.partition_column).cast("string"))
+        raw = raw.filter(day.between(F.lit(first), F.lit(run_date)))
+    return raw
 
 
 def generate(spark: SparkSession, spec: GeneratorSpec, out: str, fmt: str = "csv") -> dict[str, Any]:
@@ -140,26 +179,54 @@ def generate(spark: SparkSession, spec: GeneratorSpec, out: str, fmt: str = "csv
 
 @_timed("ingest")
 def ingest(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]:
-    """Input log to clean events under `events/event_date=...`; unusable rows kept aside."""
+    """Input log to clean events under `events/event_date=...`; every other row is quarantined
+    with its reason, and rows_read == accepted + quarantined + duplicates + dropped, exactly."""
     paths = Paths(cfg.output.root)
-    parsed = parse_events(read_input(spark, cfg), cfg.input.columns).cache()
+    # Cache the full rows: CSV only flags a malformed line when every column is parsed.
+    raw = read_input(spark, cfg, run_date).cache()
+    parsed = parse_events(raw, cfg.input, cfg.ingest, run_date).cache()
     try:
-        rows_read = parsed.count()
+        by_reason = {row["reason"]: row["count"] for row in parsed.groupBy("reason").count().collect()}
+        rows_read = sum(by_reason.values())
         if rows_read == 0:
-            raise PipelineError(f"input {cfg.input.path!r} holds no rows")
-        good, bad = split_valid(parsed)
-        rejected = bad.count()
-        if rejected:
-            bad.write.mode("overwrite").parquet(paths.rejected(run_date))
+            raise PipelineError(f"input {cfg.input.path!r} holds no rows (only a header, or empty files)")
+        good = accepted(parsed).cache()
+        accepted_rows = good.count()
+        quarantine_counts = {reason: by_reason[reason] for reason in REASONS if reason in by_reason}
+        record = {
+            "run_date": str(run_date),
+            "input": cfg.input.path,
+            "rows_read": rows_read,
+            "accepted": accepted_rows,
+            "quarantined": sum(quarantine_counts.values()),
+            "quarantined_by_reason": quarantine_counts,
+            "duplicates": by_reason.get(None, 0) - accepted_rows,
+            "dropped_unknown_events": by_reason.get(DROPPED, 0),
+            "quarantine_path": paths.quarantine(run_date),
+        }
+        fs.delete(spark, paths.quarantine(run_date))
+        if record["quarantined"]:
+            quarantined(parsed).write.mode("overwrite").parquet(paths.quarantine(run_date))
+        share = record["quarantined"] / rows_read
+        record["status"] = "failed" if share > cfg.ingest.max_quarantine_share else "succeeded"
+        fs.write_json(spark, paths.ingest_record(run_date), record)
+        if record["status"] == "failed":
+            raise PipelineError(
+                f"{share:.1%} of {rows_read:,} rows were quarantined, above ingest.max_quarantine_share "
+                f"({cfg.ingest.max_quarantine_share:.1%}): {quarantine_counts}. Nothing was written downstream; "
+                f"see {paths.quarantine(run_date)} and fix the input or the [input] mapping."
+            )
         (
             good.write.mode("overwrite")
             .option("partitionOverwriteMode", "dynamic")
             .partitionBy("event_date")
             .parquet(paths.events)
         )
+        good.unpersist()
     finally:
         parsed.unpersist()
-    return {"rows_read": rows_read, "accepted": rows_read - rejected, "rejected": rejected}
+        raw.unpersist()
+    return {key: record[key] for key in ("rows_read", "accepted", "quarantined", "duplicates", "dropped_unknown_events")}
 
 
 def read_events(spark: SparkSession, cfg: Config, run_date: dt.date) -> DataFrame:
