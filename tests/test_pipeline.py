@@ -4,6 +4,7 @@ import datetime as dt
 import json
 
 import pytest
+from pyspark.testing import assertDataFrameEqual
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
@@ -41,7 +42,7 @@ def test_nightly_writes_n_distinct_ranked_items_per_user(spark, event_log, tmp_p
     assert "users scored" in printed and "recommendations" in printed
 
     recs = spark.read.parquet(str(out / "recommendations" / f"run_date={RUN_DATE}"))
-    assert recs.columns == ["user_id", "rank", "item_id", "score", "model_version"]
+    assert recs.columns == ["user_id", "rank", "item_id", "score", "source", "model_version"]
     per_user = recs.groupBy("user_id").agg(
         F.count("*").alias("n"), F.countDistinct("item_id").alias("distinct"),
         F.sort_array(F.collect_list("rank")).alias("ranks"),
@@ -126,3 +127,63 @@ def test_als_beats_random_and_most_popular_on_planted_tastes(spark):
     print(f"HR@{k}: als {als_hr:.3f} popular {pop_hr:.3f} random {rand_hr:.3f}")
     assert als_hr > 1.5 * pop_hr
     assert als_hr > 2 * rand_hr
+
+
+def _part_file_digests(folder):
+    """Content hashes of the Parquet data files: names carry a random id, contents must not differ."""
+    import hashlib
+
+    return sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("part-*.parquet"))
+
+
+@pytest.mark.slow
+def test_nightly_filters_seen_items_serves_light_users_and_reruns_identically(spark, event_log, tmp_path):
+    out = tmp_path / "out"
+    args = [
+        "nightly", "--run-date", RUN_DATE,
+        "--set", f"input.path={event_log}", "--set", f"output.root={out}",
+        "--set", "als.num_user_blocks=2", "--set", "als.num_item_blocks=2",
+        "--set", "als.rank=8", "--set", "als.max_iter=4", "--set", "recommend.top_n=5",
+        "--set", "spark.shuffle_partitions=4", "--set", "spark.log_level=ERROR",
+        "--set", 'recommend.filter_events=["transaction", "addtocart"]',
+        "--set", "ratings.min_user_items=25", "--set", "recommend.similar_items=true",
+        "--set", "recommend.similar_top_n=3", "--set", "recommend.block_size=64",
+    ]
+    assert cli.main(args) == 0
+    target = out / "recommendations" / f"run_date={RUN_DATE}"
+    recs = spark.read.parquet(str(target)).cache()
+    events = spark.read.parquet(str(out / "events"))
+
+    had = events.filter(F.col("event").isin("transaction", "addtocart")).select("user_id", "item_id").distinct()
+    assert recs.join(had, ["user_id", "item_id"]).count() == 0
+    assert recs.groupBy("user_id").count().filter("count != 5").count() == 0
+    assert recs.select("user_id").distinct().count() == events.select("user_id").distinct().count()
+
+    # Users below ratings.min_user_items have no factors: exactly they are served the fallback.
+    indexed = spark.read.parquet(str(out / "indexes" / f"run_date={RUN_DATE}" / "users")).select(
+        F.col("id").alias("user_id")
+    )
+    light = events.select("user_id").distinct().join(indexed, "user_id", "left_anti")
+    served = recs.groupBy("user_id").agg(F.collect_set("source").alias("sources"))
+    assert 0 < light.count() < indexed.count() + light.count()
+    assertDataFrameEqual(
+        served.filter(F.array_contains("sources", "fallback")).select("user_id"), light
+    )
+    assert served.filter(F.size("sources") != 1).count() == 0
+
+    marker = json.loads((target / "_SUCCESS").read_text())
+    assert marker["rows"] == recs.count() and marker["users_fallback"] == light.count()
+    latest = json.loads((out / "recommendations" / "_LATEST.json").read_text())
+    assert latest["run_date"] == RUN_DATE and latest["path"] == str(target)
+
+    similar = spark.read.parquet(str(out / "similar_items" / f"run_date={RUN_DATE}"))
+    assert similar.columns == ["item_id", "rank", "similar_item_id", "score", "model_version"]
+    assert similar.filter(F.col("item_id") == F.col("similar_item_id")).count() == 0
+    assert similar.groupBy("item_id").count().filter("count != 3").count() == 0
+
+    first_rows, first_files = recs.orderBy("user_id", "rank").collect(), _part_file_digests(target)
+    recs.unpersist()
+    assert cli.main(args) == 0  # the same night again: replaced, and the same to the byte
+    again = spark.read.parquet(str(target))
+    assert again.orderBy("user_id", "rank").collect() == first_rows
+    assert _part_file_digests(target) == first_files

@@ -93,7 +93,7 @@ def print_summary(command: str, result: dict[str, Any]) -> None:
         print(f"users / items     {agg['users']:,} / {agg['items']:,}")
         print(f"ratings           {agg['ratings']:,}")
         print(f"training time     {train['train_seconds']:.1f}s (model {train['model_version']})")
-        print(f"users scored      {rec['users_scored']:,}")
+        print(f"users scored      {rec['users_scored']:,} ({rec['users_fallback']:,} new or light: popular fallback)")
         print(f"recommendations   {rec['path']}")
         print(f"total time        {result['seconds']:.1f}s")
     else:

@@ -107,6 +107,15 @@ class ALSSettings:
 @dataclass
 class RecommendSettings:
     top_n: int = 10
+    filter_events: list[str] = field(default_factory=lambda: ["transaction"])
+    filter_lookback_days: int = 0
+    active_days: int = 0
+    fallback: bool = True
+    fallback_days: int = 30
+    block_size: int = 4096
+    block_memory_mb: int = 256
+    similar_items: bool = False
+    similar_top_n: int = 10
 
 
 @dataclass
@@ -143,8 +152,11 @@ class Config:
                 raise ConfigError(f"als.{name} must be at least 1")
         if self.als.reg_param < 0 or self.als.alpha < 0:
             raise ConfigError("als.reg_param and als.alpha must not be negative")
-        if self.recommend.top_n < 1:
-            raise ConfigError("recommend.top_n must be at least 1")
+        for name in ("top_n", "block_size", "block_memory_mb", "similar_top_n", "fallback_days"):
+            if getattr(self.recommend, name) < 1:
+                raise ConfigError(f"recommend.{name} must be at least 1")
+        if self.recommend.filter_lookback_days < 0 or self.recommend.active_days < 0:
+            raise ConfigError("recommend.filter_lookback_days and recommend.active_days must not be negative")
         if not self.ratings.weights:
             raise ConfigError("ratings.weights must name at least one event type")
         if self.ratings.confidence not in ("raw", "log1p", "bm25", "tfidf"):

@@ -4,8 +4,10 @@ storage Spark can reach (local disk, HDFS, S3) and never assume a driver-local p
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
 
@@ -61,18 +63,36 @@ def list_names(spark: SparkSession, path: str) -> list[str]:
 
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:
-    """Write a small text file (metadata, markers) whole: temp file, then rename over."""
+    """Write a small text file (metadata, markers, pointers) whole: a temp file renamed over the
+    old one in a single atomic rename, so a reader sees the old content or the new, never none."""
     fs, hpath = _path(spark, path)
-    _, tmp = _path(spark, path + ".tmp")
+    _, tmp = _path(spark, f"{path}.{uuid.uuid4().hex[:8]}.tmp")
     stream = fs.create(tmp, True)
     try:
         stream.write(bytearray(text.encode("utf-8")))
     finally:
         stream.close()
-    if fs.exists(hpath):
-        fs.delete(hpath, False)
-    if not fs.rename(tmp, hpath):
-        raise OSError(f"could not write {path}")
+    _replace(spark, tmp, hpath)
+
+
+def _replace(spark: SparkSession, source: Any, target: Any) -> None:
+    """Rename with overwrite (FileContext: atomic on HDFS and local disk); where the file system
+    has no such rename, delete then rename."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    options = spark.sparkContext._gateway.new_array(jvm.org.apache.hadoop.fs.Options.Rename, 1)
+    options[0] = jvm.org.apache.hadoop.fs.Options.Rename.OVERWRITE
+    try:
+        jvm.org.apache.hadoop.fs.FileContext.getFileContext(target.toUri(), conf).rename(source, target, options)
+        return
+    except Py4JJavaError as err:
+        if "UnsupportedFileSystemException" not in str(err) and "UnsupportedOperationException" not in str(err):
+            raise
+    fs = target.getFileSystem(conf)
+    if fs.exists(target):
+        fs.delete(target, False)
+    if not fs.rename(source, target):
+        raise OSError(f"could not write {target.toString()}")
 
 
 def read_text(spark: SparkSession, path: str) -> str:

@@ -25,9 +25,10 @@ from sparkals.config import Config
 from sparkals.errors import SparkalsError
 from sparkals.generate import GeneratorSpec, generate_events
 from sparkals.ingest import CORRUPT_COLUMN, DROPPED, REASONS, accepted, parse_events, quarantined
-from sparkals.publish import publish_parquet
+from sparkals.publish import publish_parquet, recover, update_latest
 from sparkals.ratings import aggregate_ratings, build_index, build_ratings, index_ratings, matrix_stats
-from sparkals.recommend import to_original_ids, top_n_indexed
+from sparkals.recommend import fallback_scores, scoring_input, seen_items, to_original_ids, users_to_score
+from sparkals.score import ALS_SOURCE, FALLBACK_SOURCE, item_matrix, score_all, similar_items
 from sparkals.train import train_als
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,14 @@ class Paths:
 
     def recommendations(self, run_date: dt.date) -> str:
         return f"{self.root}/recommendations/run_date={run_date}"
+
+    @property
+    def latest_recommendations(self) -> str:
+        """Pointer file naming the newest complete recommendations (readers start here)."""
+        return f"{self.root}/recommendations/_LATEST.json"
+
+    def similar_items(self, run_date: dt.date) -> str:
+        return f"{self.root}/similar_items/run_date={run_date}"
 
     def run_summary(self, run_date: dt.date) -> str:
         return f"{self.root}/runs/run_date={run_date}/summary.json"
@@ -323,20 +332,74 @@ def train(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]
     return {"model_version": version, "train_seconds": round(result.seconds, 3), "ratings": counts[0]}
 
 
+def _excluded_item_indexes(spark: SparkSession, cfg: Config, items: DataFrame) -> DataFrame:
+    """`item` indexes of the exclusion list (`ratings.exclude_items` and its file), applied again
+    at scoring so that a list updated today takes effect without retraining."""
+    listed = spark.createDataFrame([(i,) for i in cfg.ratings.exclude_items], "id string")
+    from_file = _excluded_items(spark, cfg)
+    ids = listed if from_file is None else listed.unionByName(from_file)
+    return ids.join(items, "id").select(F.col("idx").alias("item"))
+
+
 @_timed("recommend")
 def recommend(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]:
-    """Top-N per user from the run date's model, published as Parquet in the original ids."""
+    """Top-N per user from the run date's model with seen and excluded items filtered, users
+    without factors served the fallback, published atomically as Parquet in the original ids."""
     paths = Paths(cfg.output.root)
+    settings = cfg.recommend
     version = model_version(cfg, run_date)
     if not fs.exists(spark, paths.model(version)):
         raise PipelineError(f"no model {version} for {run_date}: run `sparkals train` first")
+    recover(spark, paths.staging)
     model = ALSModel.load(f"{paths.model(version)}/model")
+    events = read_events(spark, cfg, run_date)
     users = spark.read.parquet(paths.user_index(run_date))
     items = spark.read.parquet(paths.item_index(run_date))
-    recs = to_original_ids(top_n_indexed(model, cfg.recommend.top_n), users, items, version)
-    rows = publish_parquet(recs, paths.recommendations(run_date), paths.staging)
-    scored = spark.read.parquet(paths.recommendations(run_date)).select("user_id").distinct().count()
-    return {"path": paths.recommendations(run_date), "rows": rows, "users_scored": scored}
+    fallback = fallback_scores(events, items, run_date, settings.fallback_days) if settings.fallback else None
+    matrix = item_matrix(model.itemFactors, fallback, _excluded_item_indexes(spark, cfg, items))
+    audience = users_to_score(events, run_date, settings.active_days)
+    seen = seen_items(events, items, settings.filter_events, run_date, settings.filter_lookback_days)
+    scored = score_all(
+        scoring_input(audience, users, model.userFactors, seen), matrix, settings.top_n,
+        settings.block_size, settings.block_memory_mb, key="user_id",
+    )
+    recs = (
+        to_original_ids(scored, items, version).repartition("user_id").sortWithinPartitions("user_id", "rank")
+    ).persist()
+    try:
+        by_source = {
+            row["source"]: (row["users"], row["rows"])
+            for row in recs.groupBy("source").agg(
+                F.countDistinct("user_id").alias("users"), F.count("*").alias("rows")
+            ).collect()
+        }
+        expected = sum(rows for _, rows in by_source.values())
+        counts = {
+            "users_scored": sum(users for users, _ in by_source.values()),
+            "users_als": by_source.get(ALS_SOURCE, (0, 0))[0],
+            "users_fallback": by_source.get(FALLBACK_SOURCE, (0, 0))[0],
+        }
+        target = paths.recommendations(run_date)
+        rows = publish_parquet(
+            recs, target, paths.staging, expected_rows=expected,
+            marker={"run_date": str(run_date), "model_version": version, **counts},
+        )
+    finally:
+        recs.unpersist()
+    result: dict[str, Any] = {"path": target, "rows": rows, **counts}
+    if settings.similar_items:
+        similar = similar_items(model.itemFactors, settings.similar_top_n, settings.block_size, settings.block_memory_mb)
+        named = similar.join(items.select(F.col("idx").alias("item"), F.col("id").alias("item_id")), "item").join(
+            items.select(F.col("idx").alias("similar"), F.col("id").alias("similar_item_id")), "similar"
+        ).select("item_id", "rank", "similar_item_id", "score", F.lit(version).alias("model_version"))
+        result["similar_items_rows"] = publish_parquet(
+            named.repartition("item_id").sortWithinPartitions("item_id", "rank"), paths.similar_items(run_date),
+            paths.staging, marker={"run_date": str(run_date), "model_version": version},
+        )
+    update_latest(spark, paths.latest_recommendations, {
+        "run_date": str(run_date), "path": target, "rows": rows, "model_version": version, **counts,
+    })
+    return result
 
 
 def nightly(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]:

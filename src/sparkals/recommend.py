@@ -1,16 +1,83 @@
-"""Top-N items per user from a trained model, back in the original ids."""
+"""What scoring needs besides the model: who to score, what each user must not get again, the
+fallback for users without factors, and the translation back to the original ids.
+
+All pure DataFrame functions; the scoring itself is in score.py.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Sequence
+
 from pyspark.ml.recommendation import ALSModel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-RECOMMENDATION_COLUMNS = ["user_id", "rank", "item_id", "score", "model_version"]
+RECOMMENDATION_COLUMNS = ["user_id", "rank", "item_id", "score", "source", "model_version"]
+
+
+def _since(run_date: dt.date, days: int) -> F.Column:
+    """Events of the last `days` days up to and including the run date (all when days is 0)."""
+    if days <= 0:
+        return F.lit(True)
+    return F.col("event_date") > F.lit(run_date - dt.timedelta(days=days))
+
+
+def users_to_score(events: DataFrame, run_date: dt.date, active_days: int = 0) -> DataFrame:
+    """`user_id` of every user with an event in the window: tonight's audience."""
+    return events.filter(_since(run_date, active_days)).select("user_id").distinct()
+
+
+def seen_items(
+    events: DataFrame, items: DataFrame, filter_events: Sequence[str], run_date: dt.date, lookback_days: int = 0
+) -> DataFrame:
+    """`user_id`, `seen` (array of item indexes) the user must not be recommended again.
+
+    Items without an index cannot be recommended anyway, so they are left out here."""
+    chosen = events.filter(F.col("event").isin(list(filter_events)) & _since(run_date, lookback_days))
+    return (
+        chosen.join(items.select(F.col("id").alias("item_id"), F.col("idx").alias("item")), "item_id")
+        .groupBy("user_id")
+        .agg(F.array_sort(F.collect_set("item")).alias("seen"))
+    )
+
+
+def fallback_scores(events: DataFrame, items: DataFrame, run_date: dt.date, days: int) -> DataFrame:
+    """`item`, `score`: distinct users per item over the last `days` days, plus all-time
+    popularity as a fraction below one, so ties (and items quiet lately) still rank sensibly."""
+    recent = F.countDistinct(F.when(_since(run_date, days), F.col("user_id"))).alias("recent")
+    ever = F.countDistinct("user_id").alias("ever")
+    total = events.agg(F.countDistinct("user_id").alias("total"))
+    popularity = events.groupBy("item_id").agg(recent, ever).crossJoin(F.broadcast(total))
+    return popularity.join(items.select(F.col("id").alias("item_id"), F.col("idx").alias("item")), "item_id").select(
+        "item", (F.col("recent") + F.col("ever") / (F.col("total") + 1)).alias("score")
+    )
+
+
+def scoring_input(audience: DataFrame, users: DataFrame, user_factors: DataFrame, seen: DataFrame) -> DataFrame:
+    """`user_id`, `features` (null: no factors, serve the fallback), `seen` for every user to score."""
+    factors = users.select(F.col("id").alias("user_id"), F.col("idx").alias("user")).join(
+        user_factors.select(F.col("id").alias("user"), "features"), "user"
+    )
+    return (
+        audience.join(factors, "user_id", "left")
+        .join(seen, "user_id", "left")
+        .select("user_id", "features", "seen")
+    )
+
+
+def to_original_ids(scored: DataFrame, items: DataFrame, model_version: str) -> DataFrame:
+    """Scorer output (`user_id`, `rank`, `item`, `score`, `source`) with item indexes translated
+    back to the original ids, in the published column order."""
+    return scored.join(items.select(F.col("idx").alias("item"), F.col("id").alias("item_id")), "item").select(
+        "user_id", "rank", "item_id", F.col("score").cast("double").alias("score"), "source",
+        F.lit(model_version).alias("model_version"),
+    )
 
 
 def top_n_indexed(model: ALSModel, n: int) -> DataFrame:
-    """`user`, `rank` (1..n), `item`, `score` for every user with factors, best first."""
+    """`user`, `rank` (1..n), `item`, `score` for every user with factors, straight from Spark's
+    `recommendForAllUsers` (no filtering): the reference the blocked scorer is measured against."""
     return model.recommendForAllUsers(n).select(
         "user", F.posexplode("recommendations").alias("pos", "rec")
     ).select(
@@ -21,12 +88,15 @@ def top_n_indexed(model: ALSModel, n: int) -> DataFrame:
     )
 
 
-def to_original_ids(
-    recs: DataFrame, users: DataFrame, items: DataFrame, model_version: str
-) -> DataFrame:
-    """Translate int32 indexes back through the index tables (`id`, `idx`)."""
+def native_top_n_filtered(model: ALSModel, seen: DataFrame, n: int) -> DataFrame:
+    """The usual work-around without a masking scorer: ask `recommendForAllUsers` for
+    n + max(seen) items, anti-join the seen (`user`, `item`) pairs, keep the first n.
+    Kept as the baseline of scripts/bench_scoring.py and as a cross-check in the tests."""
+    widest = seen.groupBy("user").count().agg(F.max("count")).first()[0] or 0
+    candidates = top_n_indexed(model, n + int(widest)).join(seen, ["user", "item"], "left_anti")
+    by_score = Window.partitionBy("user").orderBy(F.col("score").desc(), F.col("item"))
     return (
-        recs.join(users.select(F.col("idx").alias("user"), F.col("id").alias("user_id")), "user")
-        .join(items.select(F.col("idx").alias("item"), F.col("id").alias("item_id")), "item")
-        .select("user_id", "rank", "item_id", "score", F.lit(model_version).alias("model_version"))
+        candidates.withColumn("rank", F.row_number().over(by_score))
+        .filter(F.col("rank") <= n)
+        .select("user", "rank", "item", "score")
     )

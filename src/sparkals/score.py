@@ -1,0 +1,202 @@
+"""Exact top-N scoring in blocks: the item factors go to every executor once (a broadcast),
+users are scored a block at a time with one matrix product (NumPy BLAS) inside `mapInArrow`,
+and items the user must not get are masked to -inf *before* the top-N is taken, so every user
+still gets N items when the catalogue allows.
+
+Spark's `recommendForAllUsers` cannot mask: the usual work-around asks it for N + max(seen)
+items and anti-joins, which sorts far more candidates than it keeps (see scripts/bench_scoring.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+ALS_SOURCE = "als"
+FALLBACK_SOURCE = "fallback"
+
+
+@dataclass(frozen=True)
+class ItemMatrix:
+    """Everything a block needs to score, small enough to broadcast: one row per scorable item.
+
+    `ids` are the items' int32 indexes in ascending order, `factors` their (items x rank) float32
+    latent vectors, `fallback` a score per item for users without factors (None: no fallback),
+    `excluded` the row positions no user may get (exclusion list)."""
+
+    ids: np.ndarray
+    factors: np.ndarray
+    fallback: np.ndarray | None = None
+    excluded: np.ndarray | None = None
+
+    @property
+    def rank(self) -> int:
+        return int(self.factors.shape[1])
+
+    def positions(self, item_ids: np.ndarray) -> np.ndarray:
+        """Row position of each item index, -1 for items this matrix does not hold."""
+        item_ids = np.asarray(item_ids)
+        if len(self.ids) == 0:
+            return np.full(len(item_ids), -1)
+        found = np.clip(np.searchsorted(self.ids, item_ids), 0, len(self.ids) - 1)
+        return np.where(self.ids[found] == item_ids, found, -1)
+
+
+def item_matrix(
+    item_factors: DataFrame,
+    fallback: DataFrame | None = None,
+    excluded: DataFrame | None = None,
+    normalise: bool = False,
+) -> ItemMatrix:
+    """Collect ALS item factors (`id`, `features`) into dense arrays on the driver.
+
+    `fallback` (`item`, `score`) and `excluded` (`item`) are keyed by item index. This is the one
+    collect of scoring: items x rank floats (1M items at rank 64 is 256 MB), never the users.
+    """
+    table = item_factors.select(F.col("id").cast("int").alias("id"), "features").orderBy("id").toArrow()
+    ids = table.column("id").to_numpy().astype(np.int32)
+    rank = len(table.column("features")[0]) if table.num_rows else 0
+    flat = pc.list_flatten(table.column("features")).to_numpy()
+    factors = np.ascontiguousarray(flat.reshape(len(ids), rank), dtype=np.float32)
+    if normalise:
+        norms = np.linalg.norm(factors, axis=1, keepdims=True)
+        factors = factors / np.where(norms > 0, norms, 1.0)
+    matrix = ItemMatrix(ids=ids, factors=factors)
+    popular = None
+    if fallback is not None:
+        rows = fallback.select(F.col("item").cast("int"), F.col("score").cast("float")).toArrow()
+        popular = np.full(len(ids), -np.inf, dtype=np.float32)
+        where = matrix.positions(rows.column("item").to_numpy())
+        known = where >= 0
+        popular[where[known]] = rows.column("score").to_numpy()[known]
+    banned = None
+    if excluded is not None:
+        items = excluded.select(F.col("item").cast("int")).distinct().toArrow().column("item").to_numpy()
+        where = matrix.positions(items)
+        banned = np.unique(where[where >= 0])
+    return ItemMatrix(ids=ids, factors=factors, fallback=popular, excluded=banned)
+
+
+def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best `n` columns per row of `scores`, ignoring -inf: (row, column, rank) of each kept cell.
+
+    `argpartition` finds each row's n best in linear time; only those n are sorted. Ties sort by
+    column (the items are in index order), so the same scores always give the same lists.
+    """
+    rows, cols = scores.shape
+    k = min(n, cols)
+    if rows == 0 or k == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty
+    if k < cols:
+        best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        best.sort(axis=1)
+    else:
+        best = np.broadcast_to(np.arange(cols), (rows, cols)).copy()
+    picked = np.take_along_axis(scores, best, axis=1)
+    order = np.argsort(-picked, axis=1, kind="stable")
+    best = np.take_along_axis(best, order, axis=1)
+    picked = np.take_along_axis(picked, order, axis=1)
+    keep = picked > -np.inf
+    row_of, place = np.nonzero(keep)
+    return row_of, best[row_of, place], place + 1
+
+
+def score_block(block: pa.RecordBatch, items: ItemMatrix, n: int, key: str) -> pa.RecordBatch:
+    """One block of users (`key`, `features` or null, `seen` item indexes) to their top-N rows."""
+    rows = block.num_rows
+    features = block.column("features")
+    has_factors = features.is_valid().to_numpy(zero_copy_only=False)
+    scores = np.empty((rows, len(items.ids)), dtype=np.float32)
+    if has_factors.any():
+        with_factors = features.filter(pa.array(has_factors))
+        users = pc.list_flatten(with_factors).to_numpy().astype(np.float32, copy=False)
+        scores[has_factors] = users.reshape(-1, items.rank) @ items.factors.T
+    if not has_factors.all():
+        scores[~has_factors] = items.fallback if items.fallback is not None else -np.inf
+    if items.excluded is not None and len(items.excluded):
+        scores[:, items.excluded] = -np.inf
+    seen = block.column("seen")
+    lengths = pc.fill_null(pc.list_value_length(seen), 0).to_numpy()
+    if lengths.sum():
+        seen_rows = np.repeat(np.arange(rows), lengths)
+        seen_cols = items.positions(pc.list_flatten(seen).to_numpy())
+        known = seen_cols >= 0
+        scores[seen_rows[known], seen_cols[known]] = -np.inf
+    row_of, col_of, rank = top_n(scores, n)
+    source = np.where(has_factors[row_of], ALS_SOURCE, FALLBACK_SOURCE)
+    return pa.RecordBatch.from_arrays(
+        [
+            block.column(key).take(pa.array(row_of)),
+            pa.array(rank, type=pa.int32()),
+            pa.array(items.ids[col_of], type=pa.int32()),
+            pa.array(scores[row_of, col_of], type=pa.float32()),
+            pa.array(source, type=pa.string()),
+        ],
+        names=[key, "rank", "item", "score", "source"],
+    )
+
+
+def block_rows(items: int, block_size: int, memory_mb: int) -> int:
+    """Users per block: `block_size`, fewer when the block's score matrix would pass the budget."""
+    budget = max(1, (memory_mb * 1024 * 1024) // (4 * max(items, 1)))
+    return max(1, min(block_size, budget))
+
+
+def score_all(
+    users: DataFrame, items: ItemMatrix, n: int, block_size: int = 4096, memory_mb: int = 256, key: str = "key"
+) -> DataFrame:
+    """Top-N for every row of `users` (`key`, `features` array<float> or null, `seen` array<int>
+    or null): `key`, `rank`, `item`, `score`, `source` (`als`, or `fallback` for null features).
+
+    Exact: the same lists (up to ties) as scoring every item and sorting, with seen and excluded
+    items never returned.
+    """
+    spark: SparkSession = users.sparkSession
+    shared = spark.sparkContext.broadcast(items)
+    per_block = block_rows(len(items.ids), block_size, memory_mb)
+    key_type = users.schema[key].dataType
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        matrix: ItemMatrix = shared.value
+        for batch in batches:
+            for start in range(0, batch.num_rows, per_block):
+                yield score_block(batch.slice(start, per_block), matrix, n, key)
+
+    schema = T.StructType([
+        T.StructField(key, key_type),
+        T.StructField("rank", T.IntegerType()),
+        T.StructField("item", T.IntegerType()),
+        T.StructField("score", T.FloatType()),
+        T.StructField("source", T.StringType()),
+    ])
+    prepared = users.select(
+        key, F.col("features").cast("array<float>").alias("features"), F.col("seen").cast("array<int>").alias("seen")
+    )
+    return prepared.mapInArrow(run, schema)
+
+
+def similar_items(item_factors: DataFrame, n: int, block_size: int = 4096, memory_mb: int = 256) -> DataFrame:
+    """Item-to-item top-N by cosine similarity of ALS item factors: `item`, `rank`, `similar`, `score`.
+
+    The same blocked scorer with unit-length factors on both sides and each item masked from
+    its own list.
+    """
+    matrix = item_matrix(item_factors, normalise=True)
+    squares = F.aggregate("features", F.lit(0.0), lambda total, x: total + x * x)
+    queries = item_factors.select(
+        F.col("id").cast("int").alias("key"),
+        F.transform("features", lambda x: x / F.greatest(F.sqrt(squares), F.lit(1e-12))).alias("features"),
+        F.array(F.col("id").cast("int")).alias("seen"),
+    )
+    scored = score_all(queries, matrix, n, block_size, memory_mb, key="key")
+    return scored.select(
+        F.col("key").alias("item"), "rank", F.col("item").alias("similar"), F.col("score").cast("double").alias("score")
+    )
