@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import shutil
 import subprocess
 
@@ -55,6 +56,9 @@ def build_session(settings: SparkSettings) -> SparkSession:
         import findspark  # a Spark installation given through SPARK_HOME, not the pip package
 
         findspark.init()
+    if settings.master.startswith("local"):
+        # Local Python workers must see the same packages as the driver (this virtualenv).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(settings.app_name)
     if settings.master:
         builder = builder.master(settings.master)

@@ -1,0 +1,98 @@
+"""Shared by the benchmark scripts: a local session, the machine's description, and timing as
+the median of several runs with its spread (never a single run)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+from pyspark.sql import SparkSession
+
+
+def local_session(cores: int = 2, driver_memory: str = "6g", shuffle_partitions: int = 8) -> SparkSession:
+    from sparkals.session import require_java
+
+    require_java()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers use this virtualenv too
+    spark = (
+        SparkSession.builder.master(f"local[{cores}]")
+        .appName("sparkals-bench")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", driver_memory)
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def timed(run: Callable[[], Any], repeats: int = 3, warmup: int = 0) -> dict[str, Any]:
+    """Median, min and max seconds of `repeats` runs (after `warmup` unrecorded ones)."""
+    for _ in range(warmup):
+        run()
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - started)
+    return {
+        "median": round(statistics.median(seconds), 3),
+        "min": round(min(seconds), 3),
+        "max": round(max(seconds), 3),
+        "runs": [round(s, 3) for s in seconds],
+    }
+
+
+def _java_version() -> str:
+    try:
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr
+        return out.splitlines()[0] if out else "unknown"
+    except OSError:
+        return "not found"
+
+
+def _native_blas(spark: SparkSession) -> str:
+    """Which BLAS Spark's netlib found: native (e.g. OpenBLAS) or the Java fallback."""
+    try:
+        blas = spark.sparkContext._jvm.dev.ludovic.netlib.blas.BLAS.getInstance()
+        return str(blas.getClass().getName())
+    except Exception as err:  # reported, not hidden: the machine line says what happened
+        return f"unknown ({type(err).__name__})"
+
+
+def machine(spark: SparkSession) -> dict[str, Any]:
+    """What the figures were measured on: cores, memory, versions, BLAS."""
+    import numpy
+    import pyspark
+
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory_gb, 1),
+        "python": platform.python_version(),
+        "spark": pyspark.__version__,
+        "java": _java_version(),
+        "spark_master": spark.sparkContext.master,
+        "spark_blas": _native_blas(spark),
+        "numpy": numpy.__version__,
+        "numpy_blas": _numpy_blas(),
+    }
+
+
+def _numpy_blas() -> str:
+    import numpy
+
+    try:
+        config = numpy.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version', '')}".strip()
+    except Exception as err:
+        return f"unknown ({type(err).__name__})"
