@@ -195,7 +195,8 @@ def popularity_recs(
     With `train_seen` (`user`, `item`), each user's training items are skipped and the next
     popular ones move up, so every user gets exactly n as long as `popular` holds n unseen items
     for them: a user who has seen s of the popular items draws from the first n + s of them.
-    Pass a `popular` list longer than n for that (e.g. `popular_items(train, n + 100)`).
+    Pass a `popular` list longer than n for that (e.g. `popular_items(train, n + 100)`). The
+    list is broadcast and matched against every user, so keep it to hundreds or thousands of items.
     """
     if n < 1:
         raise ValueError(f"popularity_recs needs n >= 1, got n={n}")
