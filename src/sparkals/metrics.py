@@ -1,0 +1,223 @@
+"""Offline ranking metrics and popularity baselines, computed in Spark.
+
+Inputs use the column names `user`, `item` (any key types, the same on both sides) and, for
+recommendations, `rank` (1 = best). Only the final aggregate row goes to the driver, so the
+metrics run on the full evaluation set however many users it has.
+
+Definitions, per evaluated user, for a cut-off K (hits = held-out items among the user's top K,
+T = the user's distinct held-out items, m = min(K, |T|)):
+
+    precision@K      hits / K               (a list shorter than K still divides by K)
+    recall@K         hits / |T|             (can stay below 1 when |T| > K)
+    recall_capped@K  hits / m               (1 when the top K is as good as it can be)
+    ndcg@K           sum over hits at position p of 1 / log2(p + 1), divided by the ideal DCG,
+                     the same sum over positions 1..m (binary relevance)
+    map@K            sum over hits at position p of precision@p, divided by m
+    hit_rate@K       1 if hits > 0 else 0
+
+Each metric is averaged over the evaluated users: the users with at least one truth item. Users
+with no truth item are left out (there is nothing to find); users with truth but no
+recommendation are in, with zeros. Positions come from `rank` only: scores are never looked at,
+so equal scores cannot reorder a list. A (user, item) pair listed twice counts once, at its best
+rank, and the list is renumbered 1.. in rank order (gaps closed; different items sharing a rank
+are ordered by item).
+
+Against `pyspark.ml.evaluation.RankingEvaluator` (mllib `RankingMetrics`), checked in
+tests/test_metrics.py on Spark 4.3: precisionAtK, recallAtK, ndcgAtK (natural log, but the base
+cancels in the ratio) and meanAveragePrecisionAtK (also divides by min(K, |T|)) are the same
+definitions, equal up to floating-point summation order, when the evaluator is given one row per
+evaluated user (an empty prediction array for users without recommendations) and duplicate-free
+lists. Two differences: the evaluator averages over every row it is given, counting a row with an
+empty label array as 0 (here such users are not evaluated); and it does not de-duplicate
+predictions, so an item listed twice is a hit twice (here once).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+DEFAULT_KS = (5, 10, 20)
+METRIC_NAMES = ("precision", "recall", "recall_capped", "ndcg", "map", "hit_rate")
+
+
+def _check_ks(ks: Iterable[int]) -> list[int]:
+    checked = sorted(set(ks))
+    if not checked or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in checked):
+        raise ValueError(f"cut-offs K must be positive integers, got {list(ks)!r}")
+    return checked
+
+
+def _positions(recs: DataFrame, max_k: int | None = None) -> DataFrame:
+    """(`user`, `item`, `pos`): each item once per user at its best rank, numbered 1.. in rank order."""
+    best = recs.groupBy("user", "item").agg(F.min("rank").alias("_rank"))
+    in_order = Window.partitionBy("user").orderBy(F.col("_rank"), F.col("item"))
+    positioned = best.select("user", "item", F.row_number().over(in_order).alias("pos"))
+    return positioned if max_k is None else positioned.filter(F.col("pos") <= max_k)
+
+
+def _ideal_dcg(max_k: int) -> Column:
+    """Array whose element m is the DCG of m hits in the first m positions (element 0 is 0):
+    a constant that depends on K only, so it is built on the driver."""
+    running, values = 0.0, [0.0]
+    for p in range(1, max_k + 1):
+        running += 1.0 / math.log2(p + 1)
+        values.append(running)
+    return F.array(*[F.lit(v) for v in values])
+
+
+def ranking_metrics(
+    recs: DataFrame, truth: DataFrame, ks: Iterable[int] = DEFAULT_KS
+) -> dict[int, dict[str, float]]:
+    """Precision, recall, recall_capped, NDCG, MAP and hit rate at each K (see the module docstring),
+    plus `users_evaluated` (users with truth) and `users_with_recs` (the share of them with any
+    recommendation, i.e. that the model could score), repeated under every K.
+
+    With no evaluated user the metrics are NaN and `users_evaluated` is 0.
+    """
+    cutoffs = _check_ks(ks)
+    max_k = cutoffs[-1]
+    relevant = truth.select("user", "item").distinct()
+    sizes = relevant.groupBy("user").agg(F.count("*").alias("n_truth"))
+
+    hits = _positions(recs, max_k).join(relevant, ["user", "item"], "left_semi")
+    hit_no = F.row_number().over(Window.partitionBy("user").orderBy("pos"))
+    hits = hits.select("user", "pos", hit_no.alias("hit_no"))
+    sums = []
+    for k in cutoffs:
+        in_k = F.col("pos") <= k
+        sums += [
+            F.count(F.when(in_k, 1)).alias(f"hits_{k}"),
+            F.sum(F.when(in_k, 1.0 / F.log2(F.col("pos") + 1))).alias(f"dcg_{k}"),
+            F.sum(F.when(in_k, F.col("hit_no") / F.col("pos"))).alias(f"ap_{k}"),
+        ]
+    per_user_hits = hits.groupBy("user").agg(*sums)
+    with_recs = recs.select("user").distinct().withColumn("has_recs", F.lit(1.0))
+    users = sizes.join(per_user_hits, "user", "left").join(with_recs, "user", "left")
+
+    ideal = _ideal_dcg(max_k)
+    n_truth = F.col("n_truth")
+    averages = []
+    for k in cutoffs:
+        n_hits = F.coalesce(F.col(f"hits_{k}"), F.lit(0)).cast("double")
+        capped = F.least(n_truth, F.lit(k))
+        per_user = {
+            "precision": n_hits / F.lit(float(k)),
+            "recall": n_hits / n_truth,
+            "recall_capped": n_hits / capped,
+            "ndcg": F.coalesce(F.col(f"dcg_{k}"), F.lit(0.0)) / ideal[capped],
+            "map": F.coalesce(F.col(f"ap_{k}"), F.lit(0.0)) / capped,
+            "hit_rate": (n_hits > 0).cast("double"),
+        }
+        averages += [F.avg(value).alias(f"{name}_{k}") for name, value in per_user.items()]
+    row = users.agg(
+        F.count("*").alias("users_evaluated"),
+        F.avg(F.coalesce(F.col("has_recs"), F.lit(0.0))).alias("users_with_recs"),
+        *averages,
+    ).first()
+
+    def value(name: str) -> float:
+        got = row[name]
+        return math.nan if got is None else float(got)
+
+    evaluated = int(row["users_evaluated"])
+    return {
+        k: {
+            **{name: value(f"{name}_{k}") for name in METRIC_NAMES},
+            "users_evaluated": evaluated,
+            "users_with_recs": value("users_with_recs"),
+        }
+        for k in cutoffs
+    }
+
+
+def catalogue_coverage(recs: DataFrame, k: int, n_items: int) -> float:
+    """Share of the catalogue (`n_items`) that appears in at least one user's top k: a model that
+    only ever shows the head of the catalogue scores low however precise it is."""
+    if k < 1 or n_items < 1:
+        raise ValueError(f"catalogue_coverage needs k >= 1 and n_items >= 1, got k={k}, n_items={n_items}")
+    shown = _positions(recs, k).select("item").distinct().count()
+    return shown / n_items
+
+
+def exclude_seen(recs: DataFrame, seen: DataFrame) -> DataFrame:
+    """Drop recommendations of (user, item) pairs in `seen` and renumber `rank` 1.. per user,
+    keeping every other column (such as `score`): items the user already had in training are
+    not what the model is judged on."""
+    kept = recs.join(seen.select("user", "item").distinct(), ["user", "item"], "left_anti")
+    in_order = Window.partitionBy("user").orderBy(F.col("rank"), F.col("item"))
+    return kept.withColumn("rank", F.row_number().over(in_order)).select(*recs.columns)
+
+
+def exclude_seen_truth(truth: DataFrame, seen: DataFrame) -> DataFrame:
+    """Truth minus `seen`: an item the user already had in training is not a discovery, so it is
+    not relevant either (use together with `exclude_seen` on the recommendations)."""
+    return truth.join(seen.select("user", "item").distinct(), ["user", "item"], "left_anti").select(*truth.columns)
+
+
+def popular_items(
+    train: DataFrame,
+    n: int,
+    since: dt.date | None = None,
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+) -> DataFrame:
+    """The `n` items with the most distinct users (`item`, `rank`, `score` = distinct users):
+    the baseline a personalised model has to beat. With `since`, only events on or after that
+    day count (the "recently popular" baseline). Equal scores are ordered by item.
+    """
+    if n < 1:
+        raise ValueError(f"popular_items needs n >= 1, got n={n}")
+    events = train
+    if since is not None:
+        if isinstance(since, dt.datetime):
+            raise TypeError("`since` is a day: pass a datetime.date, not a datetime")
+        day = F.col("event_date") if "event_date" in train.columns else F.to_date(F.col("ts"))
+        events = train.filter(day >= F.lit(since))
+    counts = events.groupBy(F.col(item_col).alias("item")).agg(
+        F.countDistinct(user_col).cast("double").alias("score")
+    )
+    top = counts.orderBy(F.col("score").desc(), F.col("item").asc()).limit(n)
+    # n rows only: one window partition is fine.
+    in_order = Window.partitionBy(F.lit(0)).orderBy(F.col("score").desc(), F.col("item").asc())
+    return top.select("item", F.row_number().over(in_order).alias("rank"), "score")
+
+
+def popularity_recs(
+    users: DataFrame, popular: DataFrame, n: int, train_seen: DataFrame | None = None
+) -> DataFrame:
+    """Top-n popular items for every `user` (`user`, `item`, `rank`, `score`).
+
+    With `train_seen` (`user`, `item`), each user's training items are skipped and the next
+    popular ones move up, so every user gets exactly n as long as `popular` holds n unseen items
+    for them: a user who has seen s of the popular items draws from the first n + s of them.
+    Pass a `popular` list longer than n for that (e.g. `popular_items(train, n + 100)`). The
+    list is broadcast and matched against every user, so keep it to hundreds or thousands of items.
+    """
+    if n < 1:
+        raise ValueError(f"popularity_recs needs n >= 1, got n={n}")
+    candidates = popular.select("item", F.col("rank").alias("_pop_rank"), "score")
+    who = users.select("user").distinct()
+    if train_seen is None:
+        top = F.broadcast(candidates.filter(F.col("_pop_rank") <= n))
+        return who.crossJoin(top).select("user", "item", F.col("_pop_rank").cast("int").alias("rank"), "score")
+
+    seen = train_seen.select("user", "item").distinct()
+    seen_popular = seen.join(candidates.select("item"), "item", "left_semi").groupBy("user").agg(
+        F.count("*").alias("_seen")
+    )
+    budget = who.join(seen_popular, "user", "left").select(
+        "user", (F.lit(n) + F.coalesce(F.col("_seen"), F.lit(0))).alias("_budget")
+    )
+    drawn = budget.join(F.broadcast(candidates), F.col("_pop_rank") <= F.col("_budget"))
+    unseen = drawn.join(seen, ["user", "item"], "left_anti")
+    in_order = Window.partitionBy("user").orderBy(F.col("_pop_rank"), F.col("item"))
+    return (
+        unseen.select("user", "item", "score", F.row_number().over(in_order).alias("rank"))
+        .filter(F.col("rank") <= n)
+        .select("user", "item", "rank", "score")
+    )
