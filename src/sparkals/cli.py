@@ -22,6 +22,8 @@ STAGES: dict[str, Callable[..., dict[str, Any]]] = {
     "train": pipeline.train,
     "recommend": pipeline.recommend,
     "nightly": pipeline.nightly,
+    "evaluate": pipeline.evaluate,
+    "tune": pipeline.tune,
 }
 
 
@@ -69,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train": "fit ALS (implicitPrefs) and save the model with its metadata",
         "recommend": "write top-N recommendations per user as Parquet",
         "nightly": "run every stage in order for one run date",
+        "evaluate": "measure ALS against popularity baselines on a holdout; write a report",
+        "tune": "grid-search ALS and confidence settings on the holdout; write the best as TOML",
     }
     for name, text in helps.items():
         _common(sub.add_parser(name, help=text))

@@ -119,6 +119,35 @@ class RecommendSettings:
 
 
 @dataclass
+class EvaluateSettings:
+    split: str = "time"
+    cutoff_date: str = ""
+    test_days: int = 7
+    leave_last_n: int = 1
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
+    relevant_events: list[str] = field(default_factory=lambda: ["view", "addtocart", "transaction"])
+    exclude_seen: bool = True
+    recent_days: int = 7
+    metric: str = "ndcg"
+    metric_k: int = 10
+
+
+@dataclass
+class TuneSettings:
+    ranks: list[int] = field(default_factory=lambda: [16, 32])
+    reg_params: list[float] = field(default_factory=lambda: [0.01, 0.1])
+    alphas: list[float] = field(default_factory=lambda: [5.0, 20.0])
+    confidences: list[str] = field(default_factory=lambda: ["raw", "log1p"])
+    parallelism: int = 2
+
+
+@dataclass
+class GateSettings:
+    enabled: bool = True
+    max_drop: float = 0.1
+
+
+@dataclass
 class Config:
     spark: SparkSettings = field(default_factory=SparkSettings)
     input: InputSettings = field(default_factory=InputSettings)
@@ -127,6 +156,9 @@ class Config:
     ratings: RatingsSettings = field(default_factory=RatingsSettings)
     als: ALSSettings = field(default_factory=ALSSettings)
     recommend: RecommendSettings = field(default_factory=RecommendSettings)
+    evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+    tune: TuneSettings = field(default_factory=TuneSettings)
+    gate: GateSettings = field(default_factory=GateSettings)
 
     def validate(self) -> "Config":
         """Reject values that would only fail later, deep inside a Spark job."""
@@ -167,7 +199,34 @@ class Config:
             raise ConfigError("ratings.half_life_days must not be negative and ratings.epsilon must be positive")
         if not 0.0 <= self.ratings.bm25_b <= 1.0:
             raise ConfigError("ratings.bm25_b must be between 0 and 1")
+        self._validate_evaluation()
         return self
+
+    def _validate_evaluation(self) -> None:
+        ev = self.evaluate
+        if ev.split not in ("time", "leave_last_n"):
+            raise ConfigError(f"evaluate.split must be time or leave_last_n, not {ev.split!r}")
+        if ev.cutoff_date:
+            try:
+                dt.date.fromisoformat(ev.cutoff_date)
+            except ValueError as err:
+                raise ConfigError(f"evaluate.cutoff_date must be a date like 2026-10-25 or \"\": {err}") from err
+        if ev.test_days < 1 or ev.leave_last_n < 1 or ev.recent_days < 1:
+            raise ConfigError("evaluate.test_days, evaluate.leave_last_n and evaluate.recent_days must be at least 1")
+        if not ev.ks or min(ev.ks) < 1:
+            raise ConfigError("evaluate.ks must list cut-offs of at least 1")
+        if ev.metric not in ("precision", "recall", "recall_capped", "ndcg", "map", "hit_rate"):
+            raise ConfigError(f"evaluate.metric must be precision, recall, recall_capped, ndcg, map or hit_rate")
+        if ev.metric_k not in ev.ks:
+            raise ConfigError(f"evaluate.metric_k ({ev.metric_k}) must be one of evaluate.ks {ev.ks}")
+        tune = self.tune
+        if not (tune.ranks and tune.reg_params and tune.alphas and tune.confidences):
+            raise ConfigError("tune.ranks, reg_params, alphas and confidences must each list at least one value")
+        bad = [c for c in tune.confidences if c not in ("raw", "log1p", "bm25", "tfidf")]
+        if bad or tune.parallelism < 1 or min(tune.ranks) < 1:
+            raise ConfigError("tune.confidences must be raw/log1p/bm25/tfidf, tune.ranks and parallelism at least 1")
+        if not 0.0 <= self.gate.max_drop <= 1.0:
+            raise ConfigError("gate.max_drop must be between 0 and 1")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

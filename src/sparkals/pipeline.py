@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import itertools
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +23,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from sparkals import fs
-from sparkals.config import Config
+from sparkals.config import Config, TuneSettings
+from sparkals.evaluate import Holdout, evaluate_holdout, split_events
 from sparkals.errors import SparkalsError
 from sparkals.generate import GeneratorSpec, generate_events
 from sparkals.ingest import CORRUPT_COLUMN, DROPPED, REASONS, accepted, parse_events, quarantined
 from sparkals.publish import publish_parquet, recover, update_latest
 from sparkals.ratings import aggregate_ratings, build_index, build_ratings, index_ratings, matrix_stats
+from sparkals.report import html_page, markdown
 from sparkals.recommend import fallback_scores, scoring_input, seen_items, to_original_ids, users_to_score
 from sparkals.score import ALS_SOURCE, FALLBACK_SOURCE, item_matrix, score_all, similar_items
 from sparkals.train import train_als
@@ -83,6 +87,9 @@ class Paths:
 
     def similar_items(self, run_date: dt.date) -> str:
         return f"{self.root}/similar_items/run_date={run_date}"
+
+    def reports(self, run_date: dt.date) -> str:
+        return f"{self.root}/reports/run_date={run_date}"
 
     def run_summary(self, run_date: dt.date) -> str:
         return f"{self.root}/runs/run_date={run_date}/summary.json"
@@ -400,6 +407,85 @@ def recommend(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, 
         "run_date": str(run_date), "path": target, "rows": rows, "model_version": version, **counts,
     })
     return result
+
+
+def _holdout(spark: SparkSession, cfg: Config, run_date: dt.date) -> tuple[Holdout, dt.date]:
+    """The configured split of the events up to the run date, and the day ratings are built
+    "as of" (the day before the test period: decay must not look into the future)."""
+    spark.sparkContext.setCheckpointDir(Paths(cfg.output.root).checkpoints)
+    events = read_events(spark, cfg, run_date).cache()
+    holdout = split_events(events, cfg.evaluate, run_date)
+    as_of = holdout.cutoff - dt.timedelta(days=1) if holdout.cutoff else run_date
+    if holdout.train.isEmpty() or holdout.test.isEmpty():
+        raise PipelineError(
+            f"the {holdout.method} split leaves no {'training' if holdout.train.isEmpty() else 'test'} events "
+            f"(cutoff {holdout.cutoff}); set evaluate.cutoff_date or evaluate.test_days to fit the data"
+        )
+    return holdout, as_of
+
+
+@_timed("evaluate")
+def evaluate(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]:
+    """ALS and the popularity baselines on a holdout; metrics.json, report.md and report.html
+    under reports/run_date=D/."""
+    paths = Paths(cfg.output.root)
+    holdout, as_of = _holdout(spark, cfg, run_date)
+    report = {"run_date": str(run_date), **evaluate_holdout(holdout, cfg.ratings, cfg.als, cfg.evaluate, as_of)}
+    folder = paths.reports(run_date)
+    fs.write_json(spark, f"{folder}/metrics.json", report)
+    fs.write_text(spark, f"{folder}/report.md", markdown(report))
+    fs.write_text(spark, f"{folder}/report.html", html_page(report))
+    k, metric = str(cfg.evaluate.metric_k), cfg.evaluate.metric
+    return {
+        "metric": report["metric"],
+        **{name: round(values[k][metric], 5) for name, values in report["systems"].items()},
+        "users_evaluated": report["systems"]["als"][k]["users_evaluated"],
+        "report": f"{folder}/report.html",
+    }
+
+
+def _trials(settings: TuneSettings) -> list[dict[str, Any]]:
+    return [
+        {"confidence": c, "rank": r, "reg_param": g, "alpha": a}
+        for c, r, g, a in itertools.product(settings.confidences, settings.ranks, settings.reg_params, settings.alphas)
+    ]
+
+
+@_timed("tune")
+def tune(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]:
+    """Grid search over rank, reg_param, alpha and the confidence transform on the holdout,
+    `tune.parallelism` trials at a time; every trial recorded, the best written as TOML."""
+    paths = Paths(cfg.output.root)
+    holdout, as_of = _holdout(spark, cfg, run_date)
+    trials = _trials(cfg.tune)
+    done = []
+
+    def run(trial: dict[str, Any]) -> dict[str, Any]:
+        ratings = dataclasses.replace(cfg.ratings, confidence=trial["confidence"])
+        als = dataclasses.replace(cfg.als, rank=trial["rank"], reg_param=trial["reg_param"], alpha=trial["alpha"])
+        report = evaluate_holdout(holdout, ratings, als, cfg.evaluate, as_of, with_baselines=False)
+        result = {**trial, "score": report["headline"], "metrics": report["systems"]["als"],
+                  "train_seconds": report["train_seconds"]}
+        done.append(result)
+        log.info("tune: trial %d/%d %s %s=%.5f", len(done), len(trials), trial, report["metric"], result["score"])
+        return result
+
+    with ThreadPoolExecutor(max_workers=cfg.tune.parallelism) as pool:
+        results = list(pool.map(run, trials))
+    best = max(results, key=lambda r: (r["score"], -r["rank"]))
+    metric = f"{cfg.evaluate.metric}@{cfg.evaluate.metric_k}"
+    folder = f"{paths.reports(run_date)}/tune"
+    fs.write_json(spark, f"{folder}/trials.json", {"metric": metric, "split": holdout.describe(), "trials": results})
+    snippet = (
+        f"# sparkals tune {run_date}: best {metric} = {best['score']:.5f} of {len(results)} trials "
+        f"({holdout.method} split{', test from ' + str(holdout.cutoff) if holdout.cutoff else ''})\n"
+        f"[als]\nrank = {best['rank']}\nreg_param = {best['reg_param']}\nalpha = {best['alpha']}\n\n"
+        f"[ratings]\nconfidence = \"{best['confidence']}\"\n"
+    )
+    fs.write_text(spark, f"{folder}/best.toml", snippet)
+    return {"trials": len(results), "metric": metric, "best_score": round(best["score"], 5),
+            "best": {k: best[k] for k in ("rank", "reg_param", "alpha", "confidence")},
+            "best_toml": f"{folder}/best.toml"}
 
 
 def nightly(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]:

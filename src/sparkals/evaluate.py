@@ -1,0 +1,180 @@
+"""Offline evaluation: split the events, learn on the past exactly as production does, score the
+test users, and measure ALS and the popularity baselines on the same relevance set.
+
+Pure DataFrame work except `fit_model` (which trains ALS, an action by nature); files and
+reports are written by pipeline.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.ml.recommendation import ALSModel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from sparkals.config import ALSSettings, EvaluateSettings, RatingsSettings
+from sparkals.metrics import (
+    catalogue_coverage,
+    exclude_seen_truth,
+    popular_items,
+    popularity_recs,
+    ranking_metrics,
+)
+from sparkals.ratings import build_index, build_ratings, index_ratings
+from sparkals.score import item_matrix, score_all
+from sparkals.split import last_days_cutoff, leave_last_n_out, time_split, user_items
+from sparkals.train import train_als
+
+
+@dataclass
+class Holdout:
+    """Train and test events of one split, and what identifies it in a report."""
+
+    train: DataFrame
+    test: DataFrame
+    method: str
+    cutoff: dt.date | None
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.method, "cutoff": str(self.cutoff) if self.cutoff else None}
+
+
+def split_events(events: DataFrame, settings: EvaluateSettings, run_date: dt.date) -> Holdout:
+    """The configured split of events up to the run date."""
+    if settings.split == "leave_last_n":
+        train, test = leave_last_n_out(events, settings.leave_last_n)
+        return Holdout(train, test, f"leave_last_{settings.leave_last_n}", None)
+    cutoff = (
+        dt.date.fromisoformat(settings.cutoff_date) if settings.cutoff_date
+        else last_days_cutoff(run_date, settings.test_days)
+    )
+    train, test = time_split(events, cutoff)
+    return Holdout(train, test, "time", cutoff)
+
+
+@dataclass
+class FittedModel:
+    """A model trained on a split's training events, with the indexes it was trained with."""
+
+    model: ALSModel
+    users: DataFrame
+    items: DataFrame
+    ratings: int
+    train_seconds: float
+
+
+def fit_model(train_events: DataFrame, ratings: RatingsSettings, als: ALSSettings, as_of: dt.date) -> FittedModel:
+    """Ratings and ALS exactly as the nightly job builds them, from the training events only."""
+    rated = build_ratings(train_events, ratings, as_of).cache()
+    users = build_index(rated.select(F.col("user_id").alias("id"))).cache()
+    items = build_index(rated.select(F.col("item_id").alias("id"))).cache()
+    indexed = index_ratings(rated, users, items).cache()
+    count = indexed.count()
+    result = train_als(indexed, als)
+    indexed.unpersist()
+    rated.unpersist()
+    return FittedModel(result.model, users, items, count, result.seconds)
+
+
+def model_lists(fitted: FittedModel, audience: DataFrame, seen: DataFrame | None, n: int) -> DataFrame:
+    """Top-n (`user`, `item`, `rank`) in original ids for the `audience` (`user`) users that have
+    factors, with their `seen` (`user`, `item`) pairs masked out when given."""
+    idx_users = fitted.users.select(F.col("id").alias("user"), F.col("idx").alias("uidx"))
+    idx_items = fitted.items.select(F.col("id").alias("item"), F.col("idx").alias("iidx"))
+    factors = audience.select("user").distinct().join(idx_users, "user").join(
+        fitted.model.userFactors.select(F.col("id").alias("uidx"), "features"), "uidx"
+    )
+    if seen is not None:
+        masked = seen.join(idx_items, "item").groupBy("user").agg(F.collect_list("iidx").alias("seen"))
+        factors = factors.join(masked, "user", "left")
+    else:
+        factors = factors.withColumn("seen", F.lit(None).cast("array<int>"))
+    matrix = item_matrix(fitted.model.itemFactors)
+    scored = score_all(factors.select(F.col("user").alias("key"), "features", "seen"), matrix, n)
+    return scored.select(F.col("key").alias("user"), F.col("item").alias("iidx"), "rank").join(
+        idx_items, "iidx"
+    ).select("user", "item", "rank")
+
+
+def relevance(holdout: Holdout, settings: EvaluateSettings) -> tuple[DataFrame, DataFrame]:
+    """(`truth`, `seen`): the held-out (user, item) pairs of relevant event types and the
+    users' training pairs; with `exclude_seen`, what a user already had is not relevant."""
+    seen = user_items(holdout.train)
+    relevant = holdout.test.filter(F.col("event").isin(list(settings.relevant_events)))
+    truth = user_items(relevant)
+    if settings.exclude_seen:
+        truth = exclude_seen_truth(truth, seen)
+    return truth, seen
+
+
+def baseline_lists(holdout: Holdout, audience: DataFrame, seen: DataFrame | None, n: int, recent_days: int) -> dict[str, DataFrame]:
+    """Most popular overall and most popular over the last `recent_days` before the test period."""
+    until = holdout.cutoff or holdout.train.agg(F.max("event_date")).first()[0]
+    since = until - dt.timedelta(days=recent_days) if until else None
+    candidates = n + 200  # enough popular items that masking seen ones still leaves n
+    return {
+        "popular": popularity_recs(audience, popular_items(holdout.train, candidates), n, seen),
+        "recent_popular": popularity_recs(audience, popular_items(holdout.train, candidates, since=since), n, seen),
+    }
+
+
+def measure(lists: dict[str, DataFrame], truth: DataFrame, ks: list[int], n_items: int) -> dict[str, Any]:
+    """Every metric at every K for each system, plus catalogue coverage at each K."""
+    results: dict[str, Any] = {}
+    for name, recs in lists.items():
+        recs = recs.cache()
+        metrics = ranking_metrics(recs, truth, ks)
+        for k in ks:
+            metrics[k]["coverage"] = catalogue_coverage(recs, k, n_items)
+        results[name] = {str(k): values for k, values in metrics.items()}
+        recs.unpersist()
+    return results
+
+
+def evaluate_holdout(
+    holdout: Holdout, ratings: RatingsSettings, als: ALSSettings, settings: EvaluateSettings, as_of: dt.date,
+    with_baselines: bool = True,
+) -> dict[str, Any]:
+    """Train on the holdout's past, score its test users, and measure ALS (and the baselines)."""
+    truth, seen = relevance(holdout, settings)
+    truth = truth.cache()
+    audience = truth.select("user").distinct().cache()
+    fitted = fit_model(holdout.train, ratings, als, as_of)
+    n = max(settings.ks)
+    mask = seen if settings.exclude_seen else None
+    lists = {"als": model_lists(fitted, audience, mask, n)}
+    if with_baselines:
+        lists.update(baseline_lists(holdout, audience, mask, n, settings.recent_days))
+    n_items = fitted.items.count()
+    systems = measure(lists, truth, settings.ks, n_items)
+    headline = systems["als"][str(settings.metric_k)][settings.metric]
+    report = {
+        "split": holdout.describe(),
+        "metric": f"{settings.metric}@{settings.metric_k}",
+        "headline": headline,
+        "systems": systems,
+        "data": {
+            "train_events": holdout.train.count(),
+            "test_events": holdout.test.count(),
+            "train_ratings": fitted.ratings,
+            "train_users": fitted.users.count(),
+            "train_items": n_items,
+            "test_users": audience.count(),
+            "relevant_pairs": truth.count(),
+        },
+        "parameters": {"als": dataclasses.asdict(als), "ratings": dataclasses.asdict(ratings)},
+        "train_seconds": round(fitted.train_seconds, 3),
+    }
+    if with_baselines:
+        report["lift"] = {
+            name: (headline / systems[name][str(settings.metric_k)][settings.metric] - 1.0)
+            if systems[name][str(settings.metric_k)][settings.metric] else None
+            for name in ("popular", "recent_popular")
+        }
+    for frame in (truth, audience, fitted.users, fitted.items):
+        frame.unpersist()
+    return report
