@@ -187,3 +187,31 @@ def test_nightly_filters_seen_items_serves_light_users_and_reruns_identically(sp
     again = spark.read.parquet(str(target))
     assert again.orderBy("user_id", "rank").collect() == first_rows
     assert _part_file_digests(target) == first_files
+
+
+@pytest.mark.slow
+def test_quality_gate_refuses_a_worse_model_and_keeps_serving_the_current_one(spark, event_log, tmp_path):
+    out = tmp_path / "out"
+    common = [
+        "--set", f"input.path={event_log}", "--set", f"output.root={out}",
+        "--set", "als.num_user_blocks=2", "--set", "als.num_item_blocks=2", "--set", "recommend.top_n=5",
+        "--set", "spark.shuffle_partitions=4", "--set", "spark.log_level=ERROR", "--set", "evaluate.test_days=14",
+    ]
+    good = ["--set", "als.rank=8", "--set", "als.max_iter=6"]
+    assert cli.main(["nightly", "--run-date", "2026-09-29", *common, *good]) == 0
+    first = json.loads((out / "runs" / "run_date=2026-09-29" / "summary.json").read_text())
+    assert first["status"] == "succeeded" and first["train"]["gate"]["status"] == "promoted"
+    current = json.loads((out / "models" / "_CURRENT.json").read_text())
+    assert current["model_version"] == first["train"]["model_version"]
+
+    worse = ["--set", "als.rank=1", "--set", "als.max_iter=1"]
+    assert cli.main(["nightly", "--run-date", RUN_DATE, *common, *worse]) == cli.GATED
+    second = json.loads((out / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text())
+    gate = second["train"]["gate"]
+    assert second["status"] == "gated" and gate["status"] == "refused"
+    assert gate["candidate_score"] < gate["floor"] < gate["current_score"]
+    assert json.loads((out / "models" / "_CURRENT.json").read_text()) == current  # unchanged
+    served = spark.read.parquet(str(out / "recommendations" / f"run_date={RUN_DATE}"))
+    assert {r.model_version for r in served.select("model_version").distinct().collect()} == {current["model_version"]}
+    assert served.groupBy("user_id").count().filter("count != 5").count() == 0
+    assert second["revision"] and second["stage_seconds"].keys() == {"ingest", "aggregate", "train", "recommend"}

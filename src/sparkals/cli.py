@@ -16,6 +16,8 @@ from sparkals.generate import GeneratorSpec
 
 log = logging.getLogger("sparkals")
 
+GATED = 4  # exit status: the run finished, but the new model was refused by the quality gate
+
 STAGES: dict[str, Callable[..., dict[str, Any]]] = {
     "ingest": pipeline.ingest,
     "aggregate": pipeline.aggregate,
@@ -97,6 +99,9 @@ def print_summary(command: str, result: dict[str, Any]) -> None:
         print(f"users / items     {agg['users']:,} / {agg['items']:,}")
         print(f"ratings           {agg['ratings']:,}")
         print(f"training time     {train['train_seconds']:.1f}s (model {train['model_version']})")
+        gate = train["gate"]
+        if gate.get("candidate_score") is not None:
+            print(f"holdout {gate['metric']:<9} {gate['candidate_score']:.4f} ({gate['status']}; serving {gate['serving']})")
         print(f"users scored      {rec['users_scored']:,} ({rec['users_fallback']:,} new or light: popular fallback)")
         print(f"recommendations   {rec['path']}")
         print(f"total time        {result['seconds']:.1f}s")
@@ -134,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sparkals {args.command}: {err}", file=sys.stderr)
         return 1
     print_summary(args.command, result)
+    if result.get("status") == "gated" or result.get("train", {}).get("status") == "gated":
+        print(f"sparkals {args.command}: the quality gate refused tonight's model; the previous one "
+              "was served (see the run record)", file=sys.stderr)
+        return GATED
     return 0
 
 

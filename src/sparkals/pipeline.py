@@ -11,13 +11,17 @@ import dataclasses
 import datetime as dt
 import json
 import itertools
+import subprocess
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyspark
+
+import sparkals
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -76,6 +80,11 @@ class Paths:
 
     def model(self, version: str) -> str:
         return f"{self.root}/models/{version}"
+
+    @property
+    def current_model(self) -> str:
+        """Pointer to the model that serves: written only when a model passes the quality gate."""
+        return f"{self.root}/models/_CURRENT.json"
 
     def recommendations(self, run_date: dt.date) -> str:
         return f"{self.root}/recommendations/run_date={run_date}"
@@ -336,7 +345,47 @@ def train(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]
         "config_fingerprint": cfg.fingerprint(),
     }
     fs.write_json(spark, f"{paths.model(version)}/metadata.json", metadata)
-    return {"model_version": version, "train_seconds": round(result.seconds, 3), "ratings": counts[0]}
+    gate = _quality_gate(spark, cfg, run_date, version)
+    metadata["gate"] = gate
+    fs.write_json(spark, f"{paths.model(version)}/metadata.json", metadata)
+    return {"model_version": version, "train_seconds": round(result.seconds, 3), "ratings": counts[0],
+            "serving_model": gate["serving"], "gate": gate, "status": "gated" if gate["status"] == "refused" else "ok"}
+
+
+def _quality_gate(spark: SparkSession, cfg: Config, run_date: dt.date, version: str) -> dict[str, Any]:
+    """Make `version` the current model unless its holdout metric falls more than
+    `gate.max_drop` below the current model's; a refused model is kept but does not serve."""
+    paths = Paths(cfg.output.root)
+    current = fs.read_json(spark, paths.current_model) if fs.exists(spark, paths.current_model) else None
+    decision: dict[str, Any] = {"candidate": version, "previous": current["model_version"] if current else None}
+    score = None
+    if cfg.gate.enabled:
+        evaluation = evaluate(spark, cfg, run_date)
+        score = evaluation["als"]
+        decision.update(metric=evaluation["metric"], candidate_score=score, report=evaluation["report"])
+        if current and current["model_version"] != version and current.get("score") is not None:
+            floor = current["score"] * (1.0 - cfg.gate.max_drop)
+            decision.update(current_score=current["score"], floor=round(floor, 6))
+            if score < floor:
+                log.warning(
+                    "gate: refused %s: %s %.5f is below %.5f (current %s scored %.5f, gate.max_drop %.0f%%); "
+                    "serving %s", version, evaluation["metric"], score, floor, current["model_version"],
+                    current["score"], cfg.gate.max_drop * 100, current["model_version"],
+                )
+                return {**decision, "status": "refused", "serving": current["model_version"]}
+    fs.write_json(spark, paths.current_model, {
+        "model_version": version, "run_date": str(run_date), "score": score,
+        "metric": decision.get("metric"), "path": paths.model(version),
+    })
+    return {**decision, "status": "promoted" if cfg.gate.enabled else "promoted_without_gate", "serving": version}
+
+
+def serving_model(spark: SparkSession, cfg: Config, run_date: dt.date) -> str:
+    """The model version that scores: the current pointer's, else tonight's (an older output root)."""
+    paths = Paths(cfg.output.root)
+    if fs.exists(spark, paths.current_model):
+        return fs.read_json(spark, paths.current_model)["model_version"]
+    return model_version(cfg, run_date)
 
 
 def _excluded_item_indexes(spark: SparkSession, cfg: Config, items: DataFrame) -> DataFrame:
@@ -354,7 +403,7 @@ def recommend(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, 
     without factors served the fallback, published atomically as Parquet in the original ids."""
     paths = Paths(cfg.output.root)
     settings = cfg.recommend
-    version = model_version(cfg, run_date)
+    version = serving_model(spark, cfg, run_date)
     if not fs.exists(spark, paths.model(version)):
         raise PipelineError(f"no model {version} for {run_date}: run `sparkals train` first")
     recover(spark, paths.staging)
@@ -393,7 +442,7 @@ def recommend(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, 
         )
     finally:
         recs.unpersist()
-    result: dict[str, Any] = {"path": target, "rows": rows, **counts}
+    result: dict[str, Any] = {"path": target, "rows": rows, "model_version": version, **counts}
     if settings.similar_items:
         similar = similar_items(model.itemFactors, settings.similar_top_n, settings.block_size, settings.block_memory_mb)
         named = similar.join(items.select(F.col("idx").alias("item"), F.col("id").alias("item_id")), "item").join(
@@ -488,14 +537,46 @@ def tune(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]:
             "best_toml": f"{folder}/best.toml"}
 
 
+def _revision() -> str:
+    """The code that ran: the git revision when run from a checkout, else the package version."""
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return f"sparkals {sparkals.__version__}"
+    return found.stdout.strip() if found.returncode == 0 and found.stdout.strip() else f"sparkals {sparkals.__version__}"
+
+
 def nightly(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]:
-    """Every stage in order for one run date; rerunning the same date replaces its outputs."""
+    """Every stage in order for one run date; rerunning the same date replaces its outputs.
+
+    The run record (runs/run_date=D/summary.json) is written whatever happens: status
+    `succeeded`, `gated` (the new model was refused and the previous one served) or `failed`.
+    """
+    paths = Paths(cfg.output.root)
     started = time.perf_counter()
-    summary: dict[str, Any] = {"run_date": str(run_date), "config_fingerprint": cfg.fingerprint()}
-    for name, stage in (("ingest", ingest), ("aggregate", aggregate), ("train", train), ("recommend", recommend)):
-        summary[name] = stage(spark, cfg, run_date)
-    summary["seconds"] = round(time.perf_counter() - started, 3)
-    fs.write_text(
-        spark, Paths(cfg.output.root).run_summary(run_date), json.dumps(summary, indent=2, sort_keys=True)
-    )
+    summary: dict[str, Any] = {
+        "run_date": str(run_date), "config_fingerprint": cfg.fingerprint(), "revision": _revision(),
+        "spark_version": pyspark.__version__, "status": "running",
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        for name, stage in (("ingest", ingest), ("aggregate", aggregate), ("train", train), ("recommend", recommend)):
+            summary[name] = stage(spark, cfg, run_date)
+        summary["status"] = "gated" if summary["train"]["status"] == "gated" else "succeeded"
+    except Exception as err:
+        summary.update(status="failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        summary["seconds"] = round(time.perf_counter() - started, 3)
+        summary["stage_seconds"] = {
+            name: summary[name]["seconds"] for name in ("ingest", "aggregate", "train", "recommend") if name in summary
+        }
+        summary["outputs"] = {
+            "events": paths.events, "ratings": paths.ratings(run_date), "recommendations": paths.recommendations(run_date),
+            "models": f"{paths.root}/models", "report": paths.reports(run_date),
+        }
+        fs.write_json(spark, paths.run_summary(run_date), summary)
     return summary
