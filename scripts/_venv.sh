@@ -32,8 +32,16 @@ fi
 extra="${1:-}"
 spec="."
 [ -n "$extra" ] && spec=".[$extra]"
-stamp=".venv/.installed-$(cat pyproject.toml | cksum | cut -d' ' -f1)${extra:+-$extra}"
-if [ ! -f "$stamp" ]; then
+stamp=".venv/.installed-$(cat pyproject.toml | cksum | cut -d' ' -f1)"
+# An install with an extra (test.sh) includes the plain one (demo.sh, package.sh, submit.sh).
+installed=""
+if [ -n "$extra" ]; then
+  [ -f "$stamp-$extra" ] && installed=yes
+  stamp="$stamp-$extra"
+else
+  { [ -f "$stamp" ] || compgen -G "$stamp-*" >/dev/null; } && installed=yes
+fi
+if [ -z "$installed" ]; then
   echo "installing sparkals${extra:+ with [$extra]} into .venv (first time: about a minute)" >&2
   .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
   .venv/bin/python -m pip install --quiet -e "$spec"

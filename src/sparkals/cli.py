@@ -6,13 +6,20 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from typing import Any, Callable, Sequence
 
-from sparkals import pipeline
-from sparkals.config import Config, ConfigError, load_config
-from sparkals.errors import SparkalsError
-from sparkals.generate import GeneratorSpec
+from sparkals.session import use_spark_home
+
+# Before the first pyspark import: with SPARK_HOME set to a Spark installation, its pyspark wins.
+use_spark_home()
+
+import sparkals  # noqa: E402
+from sparkals import pipeline  # noqa: E402
+from sparkals.config import Config, ConfigError, load_config  # noqa: E402
+from sparkals.errors import SparkalsError  # noqa: E402
+from sparkals.generate import GeneratorSpec  # noqa: E402
 
 log = logging.getLogger("sparkals")
 
@@ -125,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JavaMissingError as err:
         print(f"sparkals: {err}", file=sys.stderr)
         return 3
+    # Which copy of the code runs (the --py-files zip, an install): the first question on a cluster.
+    log.info("sparkals %s from %s", sparkals.__version__, os.path.dirname(sparkals.__file__))
     spark = build_session(cfg.spark)
     try:
         if args.command == "generate":
