@@ -61,7 +61,8 @@ def test_nightly_writes_n_distinct_ranked_items_per_user(spark, event_log, tmp_p
     summary = json.loads((out / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text())
     assert summary["ingest"]["rows_read"] == 30_000
     assert summary["recommend"]["users_scored"] == per_user.count()
-    (model_dir,) = (out / "models").iterdir()
+    (model_dir,) = [p for p in (out / "models").iterdir() if p.is_dir()]
+    assert json.loads((out / "models" / "_CURRENT.json").read_text())["model_version"] == model_dir.name
     metadata = json.loads((model_dir / "metadata.json").read_text())
     assert metadata["parameters"]["rank"] == 8 and metadata["spark_version"]
 

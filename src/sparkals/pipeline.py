@@ -46,6 +46,10 @@ class PipelineError(SparkalsError):
     """A stage cannot run: the message says what is missing or wrong and what to do."""
 
 
+class EmptyHoldoutError(PipelineError):
+    """The split leaves no training or no test events: there is nothing to evaluate."""
+
+
 @dataclass(frozen=True)
 class Paths:
     """Where every output lives below `output.root`."""
@@ -360,7 +364,13 @@ def _quality_gate(spark: SparkSession, cfg: Config, run_date: dt.date, version: 
     decision: dict[str, Any] = {"candidate": version, "previous": current["model_version"] if current else None}
     score = None
     if cfg.gate.enabled:
-        evaluation = evaluate(spark, cfg, run_date)
+        try:
+            evaluation = evaluate(spark, cfg, run_date)
+        except EmptyHoldoutError as err:
+            # Too little history to measure (a first night on a day of data): nothing to gate on.
+            log.warning("gate: skipped, %s; promoting %s unmeasured", err, version)
+            _promote(spark, paths, version, run_date, None, None)
+            return {**decision, "status": "promoted_unmeasured", "reason": str(err), "serving": version}
         score = evaluation["als"]
         decision.update(metric=evaluation["metric"], candidate_score=score, report=evaluation["report"])
         if current and current["model_version"] != version and current.get("score") is not None:
@@ -373,11 +383,16 @@ def _quality_gate(spark: SparkSession, cfg: Config, run_date: dt.date, version: 
                     current["score"], cfg.gate.max_drop * 100, current["model_version"],
                 )
                 return {**decision, "status": "refused", "serving": current["model_version"]}
-    fs.write_json(spark, paths.current_model, {
-        "model_version": version, "run_date": str(run_date), "score": score,
-        "metric": decision.get("metric"), "path": paths.model(version),
-    })
+    _promote(spark, paths, version, run_date, score, decision.get("metric"))
     return {**decision, "status": "promoted" if cfg.gate.enabled else "promoted_without_gate", "serving": version}
+
+
+def _promote(spark: SparkSession, paths: Paths, version: str, run_date: dt.date, score: float | None,
+             metric: str | None) -> None:
+    fs.write_json(spark, paths.current_model, {
+        "model_version": version, "run_date": str(run_date), "score": score, "metric": metric,
+        "path": paths.model(version),
+    })
 
 
 def serving_model(spark: SparkSession, cfg: Config, run_date: dt.date) -> str:
@@ -466,7 +481,7 @@ def _holdout(spark: SparkSession, cfg: Config, run_date: dt.date) -> tuple[Holdo
     holdout = split_events(events, cfg.evaluate, run_date)
     as_of = holdout.cutoff - dt.timedelta(days=1) if holdout.cutoff else run_date
     if holdout.train.isEmpty() or holdout.test.isEmpty():
-        raise PipelineError(
+        raise EmptyHoldoutError(
             f"the {holdout.method} split leaves no {'training' if holdout.train.isEmpty() else 'test'} events "
             f"(cutoff {holdout.cutoff}); set evaluate.cutoff_date or evaluate.test_days to fit the data"
         )

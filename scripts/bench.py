@@ -1,0 +1,260 @@
+"""Benchmarks, on one machine in one run: writes BENCHMARKS.md and a JSON of the raw figures.
+
+1. The nightly pipeline on generated logs of growing size (default 1M, 4M, 16M events; and the
+   real data under $SPARKALS_DATA, default ../shared/data, when present): seconds per stage,
+   peak driver JVM heap, and the growth ratio between sizes.
+2. ALS training alone, Spark against `implicit` (the `bench` extra) on the same ratings, rank,
+   iterations and regularisation: seconds per iteration and the ratio.
+3. Scoring every user with seen items filtered: the blocked scorer, Spark's native
+   recommendForAllUsers + anti-join, and implicit's `recommend` on the same factors.
+4. Achieved GFLOP/s of training and scoring against an estimate of the machine's peak.
+
+Every timing is the median of --repeats runs, with min and max.
+
+    .venv/bin/python scripts/bench.py                       # everything, about an hour on 2 cores
+    .venv/bin/python scripts/bench.py --sizes 1000000 --repeats 2 --out /tmp/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pyspark.sql import SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+import bench_scoring  # noqa: E402
+from _bench_common import local_session, machine, timed  # noqa: E402
+from sparkals import pipeline  # noqa: E402
+from sparkals.config import ALSSettings, load_config  # noqa: E402
+from sparkals.generate import GeneratorSpec  # noqa: E402
+from sparkals.train import train_als  # noqa: E402
+
+RUN_DATE = dt.date(2026, 11, 1)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def spec_for(events: int) -> GeneratorSpec:
+    """Users and items grow with the log, as they do in a real shop (25 events per user)."""
+    return GeneratorSpec(users=max(events // 25, 100), items=max(events // 250, 50), events=events, seed=7,
+                         start=dt.date(2026, 7, 1), days=120)
+
+
+def peak_heap_mb(spark: SparkSession, reset: bool = False) -> float:
+    """Peak used heap of the driver JVM (all heap pools) since the last reset, in MiB."""
+    jvm = spark.sparkContext._jvm
+    total = 0
+    for pool in jvm.java.lang.management.ManagementFactory.getMemoryPoolMXBeans():
+        if str(pool.getType().toString()) == "Heap memory":
+            if reset:
+                pool.resetPeakUsage()
+            else:
+                total += pool.getPeakUsage().getUsed()
+    return round(total / 2**20, 1)
+
+
+def bench_pipeline(spark: SparkSession, log: str, root: Path, repeats: int, overrides: list[str]) -> dict[str, Any]:
+    """Nightly on `log` `repeats` times, each into a fresh output root: per-stage medians."""
+    runs = []
+    for n in range(repeats):
+        out = root / f"run{n}"
+        shutil.rmtree(out, ignore_errors=True)
+        cfg = load_config([REPO / "conf" / "local.toml"], [f"input.path={log}", f"output.root={out}", *overrides])
+        peak_heap_mb(spark, reset=True)
+        started = time.perf_counter()
+        summary = pipeline.nightly(spark, cfg, RUN_DATE)
+        runs.append({"total": time.perf_counter() - started, **summary["stage_seconds"],
+                     "peak_heap_mb": peak_heap_mb(spark), "ratings": summary["aggregate"]["ratings"],
+                     "users": summary["aggregate"]["users"], "items": summary["aggregate"]["items"]})
+        print(f"  run {n + 1}/{repeats}: {runs[-1]['total']:.1f}s", flush=True)
+    figures: dict[str, Any] = {key: runs[0][key] for key in ("ratings", "users", "items")}
+    for key in ("total", "ingest", "aggregate", "train", "recommend", "peak_heap_mb"):
+        values = sorted(r[key] for r in runs)
+        figures[key] = {"median": round(values[len(values) // 2], 2), "min": round(values[0], 2),
+                        "max": round(values[-1], 2)}
+    return figures
+
+
+def als_flops_per_iteration(nnz: int, users: int, items: int, rank: int) -> float:
+    """Implicit ALS, both half-steps: a rank-1 update per rating (2 r^2 flops each side) plus a
+    Cholesky solve per row (r^3 / 3); the shared Y^T Y (2 n r^2) is small beside them."""
+    return 2 * (2.0 * nnz * rank * rank) + (users + items) * rank**3 / 3 + 2.0 * (users + items) * rank * rank
+
+
+def peak_gflops() -> dict[str, Any]:
+    """A stated estimate: cores x clock x single-precision flops per cycle (AVX2+FMA: 32, AVX-512: 64)."""
+    mhz, flags = 0.0, ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz") and not mhz:
+                mhz = float(line.split(":")[1])
+            if line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    per_cycle = 64 if "avx512f" in flags else 32 if ("avx2" in flags and "fma" in flags) else 8
+    cores = os.cpu_count() or 1
+    return {"cores": cores, "mhz": mhz, "flops_per_cycle_fp32": per_cycle,
+            "peak_gflops_fp32": round(cores * mhz / 1000 * per_cycle, 1)}
+
+
+def bench_training(spark: SparkSession, ratings_path: str, rank: int, repeats: int, reg: float = 0.05,
+                   alpha: float = 10.0) -> dict[str, Any]:
+    """Seconds per ALS iteration, Spark and implicit, as (t(2k) - t(k)) / k: set-up cancels out."""
+    ratings = spark.read.parquet(ratings_path).cache()
+    nnz, users, items = ratings.agg(F.count("*"), F.max("user") + 1, F.max("item") + 1).first()
+    result: dict[str, Any] = {"nnz": nnz, "users": users, "items": items, "rank": rank}
+
+    def spark_fit(iterations: int) -> None:
+        train_als(ratings, ALSSettings(rank=rank, max_iter=iterations, reg_param=reg, alpha=alpha,
+                                       num_user_blocks=4, num_item_blocks=4))
+
+    short, long = timed(lambda: spark_fit(5), repeats), timed(lambda: spark_fit(10), repeats)
+    result["spark_seconds_per_iteration"] = round((long["median"] - short["median"]) / 5, 3)
+    result["spark_runs"] = {"iters_5": short, "iters_10": long}
+    try:
+        import implicit
+        import scipy.sparse as sparse
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        result["implicit"] = "not installed: pip install -e '.[bench]'"
+        return result
+    frame = ratings.toPandas()
+    matrix = sparse.csr_matrix((frame.rating.to_numpy("float32"), (frame.user.to_numpy(), frame.item.to_numpy())),
+                               shape=(users, items))
+
+    def implicit_fit(iterations: int) -> None:
+        with threadpool_limits(1, "blas"):
+            model = implicit.cpu.als.AlternatingLeastSquares(
+                factors=rank, regularization=reg, alpha=alpha, iterations=iterations, use_cg=False,
+                random_state=1, num_threads=os.cpu_count() or 1)
+            model.fit(matrix, show_progress=False)
+
+    short_i, long_i = timed(lambda: implicit_fit(5), repeats), timed(lambda: implicit_fit(10), repeats)
+    result["implicit_seconds_per_iteration"] = round((long_i["median"] - short_i["median"]) / 5, 3)
+    result["implicit_runs"] = {"iters_5": short_i, "iters_10": long_i}
+    result["spark_over_implicit"] = round(
+        result["spark_seconds_per_iteration"] / max(result["implicit_seconds_per_iteration"], 1e-9), 2)
+    flops = als_flops_per_iteration(nnz, users, items, rank)
+    result["gflops"] = {"spark": round(flops / max(result["spark_seconds_per_iteration"], 1e-9) / 1e9, 2),
+                        "implicit": round(flops / max(result["implicit_seconds_per_iteration"], 1e-9) / 1e9, 2)}
+    ratings.unpersist()
+    return result
+
+
+def bench_implicit_recommend(data: dict[str, Any], event_types: list[str], n: int, repeats: int) -> dict[str, Any]:
+    """implicit's `recommend` (filter_already_liked_items) on Spark's own factors and seen pairs."""
+    try:
+        import implicit
+        import numpy as np
+        import scipy.sparse as sparse
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return {"implicit": "not installed"}
+    model = data["model"]
+    users = model.userFactors.toPandas().sort_values("id")
+    items = model.itemFactors.toPandas().sort_values("id")
+    user_rows, item_rows = int(users.id.max()) + 1, int(items.id.max()) + 1
+    user_factors = np.zeros((user_rows, model.rank), np.float32)
+    user_factors[users.id.to_numpy()] = np.stack(users.features.to_numpy())
+    item_factors = np.zeros((item_rows, model.rank), np.float32)
+    item_factors[items.id.to_numpy()] = np.stack(items.features.to_numpy())
+    seen = bench_scoring.seen_pairs(data, event_types).toPandas()
+    seen = seen[(seen.user < user_rows) & (seen.item < item_rows)]
+    liked = sparse.csr_matrix((np.ones(len(seen), np.float32), (seen.user, seen.item)), shape=(user_rows, item_rows))
+    reference = implicit.cpu.als.AlternatingLeastSquares(factors=model.rank, num_threads=os.cpu_count() or 1)
+    reference.user_factors, reference.item_factors = user_factors, item_factors
+    ids = users.id.to_numpy()
+
+    def run() -> None:
+        with threadpool_limits(1, "blas"):
+            reference.recommend(ids, liked[ids], N=n, filter_already_liked_items=True)
+
+    figures = timed(run, repeats, warmup=1)
+    return {"seconds": figures, "users_per_second": round(len(ids) / figures["median"])}
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> None:
+    lines = ["# Benchmarks", "", f"Measured {results['measured_at']} by `scripts/bench.py` "
+             "(medians of several runs, min-max in brackets).", "", "## Machine", "", "```json",
+             json.dumps(results["machine"], indent=2), "```", "", "## Nightly pipeline", "",
+             "| events | ratings | users | items | total s | ingest | aggregate | train (+gate) | recommend | peak heap MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for size, fig in results["pipeline"].items():
+        lines.append(
+            f"| {size} | {fig['ratings']:,} | {fig['users']:,} | {fig['items']:,} | "
+            f"{fig['total']['median']} [{fig['total']['min']}-{fig['total']['max']}] | {fig['ingest']['median']} | "
+            f"{fig['aggregate']['median']} | {fig['train']['median']} | {fig['recommend']['median']} | "
+            f"{fig['peak_heap_mb']['median']} |")
+    for pair, ratio in results.get("growth", {}).items():
+        lines.append(f"\nGrowth {pair}: events x{ratio['events']:.0f}, total time x{ratio['total']:.2f}")
+    lines += ["", "## ALS training: Spark vs implicit", "", "```json", json.dumps(results.get("training", {}), indent=2),
+              "```", "", "## Scoring every user with seen items filtered", "", "```json",
+              json.dumps(results.get("scoring", {}), indent=2), "```", "", "## Peak estimate", "", "```json",
+              json.dumps(results["peak"], indent=2), "```", ""]
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000000,4000000,16000000")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rank", type=int, default=32)
+    parser.add_argument("--training-size", type=int, default=0, help="events of the log ALS and scoring are timed on "
+                        "(default: the largest size)")
+    parser.add_argument("--workdir", default=".bench")
+    parser.add_argument("--out", default=str(REPO), help="folder for BENCHMARKS.md and benchmarks.json")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", help="config override for nightly")
+    args = parser.parse_args()
+
+    spark = local_session(driver_memory="8g")
+    work = Path(args.workdir).resolve()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results: dict[str, Any] = {"measured_at": dt.datetime.now().isoformat(timespec="minutes"),
+                               "machine": machine(spark), "peak": peak_gflops(), "pipeline": {}}
+    overrides = [f"als.rank={args.rank}", *args.overrides]
+    for size in sizes:
+        log = work / f"log-{size}"
+        if not (log / "_SUCCESS").exists():
+            print(f"generating {size:,} events", flush=True)
+            pipeline.generate(spark, spec_for(size), str(log))
+        print(f"nightly on {size:,} events", flush=True)
+        results["pipeline"][f"{size:,}"] = bench_pipeline(spark, str(log), work / f"out-{size}", args.repeats, overrides)
+    data_dir = Path(os.environ.get("SPARKALS_DATA", REPO.parent / "shared" / "data"))
+    if not data_dir.exists():
+        results["real_data"] = f"skipped: {data_dir} is not there"
+    keys = list(results["pipeline"])
+    results["growth"] = {
+        f"{a} -> {b}": {"events": sizes[i + 1] / sizes[i],
+                        "total": results["pipeline"][b]["total"]["median"] / results["pipeline"][a]["total"]["median"]}
+        for i, (a, b) in enumerate(zip(keys, keys[1:]))
+    }
+    train_size = args.training_size or sizes[-1]
+    ratings_path = str(work / f"out-{train_size}" / "run0" / "ratings" / f"run_date={RUN_DATE}")
+    print(f"ALS training, Spark vs implicit, on the {train_size:,}-event ratings", flush=True)
+    results["training"] = bench_training(spark, ratings_path, args.rank, args.repeats)
+    print("scoring", flush=True)
+    data = bench_scoring.prepare(spark, spec_for(train_size), args.rank, str(work / "scoring"))
+    scoring = bench_scoring.bench(spark, data, 10, args.repeats, [1024, 4096],
+                                  {"purchases": ["transaction"], "all_events": ["view", "addtocart", "transaction"]})
+    for label, types in (("purchases", ["transaction"]), ("all_events", ["view", "addtocart", "transaction"])):
+        scoring[label]["implicit_recommend"] = bench_implicit_recommend(data, types, 10, args.repeats)
+    results["scoring"] = scoring
+    out = Path(args.out)
+    (out / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_markdown(results, out / "BENCHMARKS.md")
+    print(f"wrote {out / 'BENCHMARKS.md'} and {out / 'benchmarks.json'}")
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
