@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -78,9 +79,9 @@ def bench_pipeline(spark: SparkSession, log: str, root: Path, repeats: int, over
         print(f"  run {n + 1}/{repeats}: {runs[-1]['total']:.1f}s", flush=True)
     figures: dict[str, Any] = {key: runs[0][key] for key in ("ratings", "users", "items")}
     for key in ("total", "ingest", "aggregate", "train", "recommend", "peak_heap_mb"):
-        values = sorted(r[key] for r in runs)
-        figures[key] = {"median": round(values[len(values) // 2], 2), "min": round(values[0], 2),
-                        "max": round(values[-1], 2)}
+        values = [r[key] for r in runs]
+        figures[key] = {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
+                        "max": round(max(values), 2), "runs": [round(v, 2) for v in values]}
     return figures
 
 
@@ -110,6 +111,7 @@ def peak_gflops() -> dict[str, Any]:
 def bench_training(spark: SparkSession, ratings_path: str, rank: int, repeats: int, reg: float = 0.05,
                    alpha: float = 10.0) -> dict[str, Any]:
     """Seconds per ALS iteration, Spark and implicit, as (t(2k) - t(k)) / k: set-up cancels out."""
+    spark.sparkContext.setCheckpointDir(str(Path(ratings_path).parent.parent / "checkpoints"))
     ratings = spark.read.parquet(ratings_path).cache()
     nnz, users, items = ratings.agg(F.count("*"), F.max("user") + 1, F.max("item") + 1).first()
     result: dict[str, Any] = {"nnz": nnz, "users": users, "items": items, "rank": rank}
@@ -118,7 +120,7 @@ def bench_training(spark: SparkSession, ratings_path: str, rank: int, repeats: i
         train_als(ratings, ALSSettings(rank=rank, max_iter=iterations, reg_param=reg, alpha=alpha,
                                        num_user_blocks=4, num_item_blocks=4))
 
-    short, long = timed(lambda: spark_fit(5), repeats), timed(lambda: spark_fit(10), repeats)
+    short, long = timed(lambda: spark_fit(5), repeats, warmup=1), timed(lambda: spark_fit(10), repeats)
     result["spark_seconds_per_iteration"] = round((long["median"] - short["median"]) / 5, 3)
     result["spark_runs"] = {"iters_5": short, "iters_10": long}
     try:
@@ -213,6 +215,11 @@ def main() -> None:
                         "(default: the largest size)")
     parser.add_argument("--workdir", default=".bench")
     parser.add_argument("--out", default=str(REPO), help="folder for BENCHMARKS.md and benchmarks.json")
+    parser.add_argument("--only", choices=["all", "pipeline", "training"], default="all",
+                        help="pipeline: only the nightly runs; training: only ALS Spark vs implicit, on the ratings of "
+                             "an earlier run (e.g. before/after installing a native BLAS)")
+    parser.add_argument("--big", type=int, default=10_000_000,
+                        help="logs of at least this many events run the pipeline once, not --repeats times")
     parser.add_argument("--set", action="append", default=[], dest="overrides", help="config override for nightly")
     args = parser.parse_args()
 
@@ -222,13 +229,26 @@ def main() -> None:
     results: dict[str, Any] = {"measured_at": dt.datetime.now().isoformat(timespec="minutes"),
                                "machine": machine(spark), "peak": peak_gflops(), "pipeline": {}}
     overrides = [f"als.rank={args.rank}", *args.overrides]
+    train_size = args.training_size or sizes[-1]
+    ratings_path = str(work / f"out-{train_size}" / "run0" / "ratings" / f"run_date={RUN_DATE}")
+    if args.only == "training":
+        result = bench_training(spark, ratings_path, args.rank, args.repeats)
+        result["spark_blas"] = results["machine"]["spark_blas"]
+        print(json.dumps(result, indent=2))
+        Path(args.out, "training.json").write_text(json.dumps(result, indent=2) + "\n")
+        return
     for size in sizes:
         log = work / f"log-{size}"
         if not (log / "_SUCCESS").exists():
             print(f"generating {size:,} events", flush=True)
             pipeline.generate(spark, spec_for(size), str(log))
         print(f"nightly on {size:,} events", flush=True)
-        results["pipeline"][f"{size:,}"] = bench_pipeline(spark, str(log), work / f"out-{size}", args.repeats, overrides)
+        repeats = 1 if size >= args.big else args.repeats
+        results["pipeline"][f"{size:,}"] = bench_pipeline(spark, str(log), work / f"out-{size}", repeats, overrides)
+        Path(args.out, "benchmarks.partial.json").write_text(json.dumps(results, indent=2) + "\n")
+    if args.only == "pipeline":
+        Path(args.out, "pipeline.json").write_text(json.dumps(results, indent=2) + "\n")
+        return
     data_dir = Path(os.environ.get("SPARKALS_DATA", REPO.parent / "shared" / "data"))
     if not data_dir.exists():
         results["real_data"] = f"skipped: {data_dir} is not there"
@@ -238,10 +258,9 @@ def main() -> None:
                         "total": results["pipeline"][b]["total"]["median"] / results["pipeline"][a]["total"]["median"]}
         for i, (a, b) in enumerate(zip(keys, keys[1:]))
     }
-    train_size = args.training_size or sizes[-1]
-    ratings_path = str(work / f"out-{train_size}" / "run0" / "ratings" / f"run_date={RUN_DATE}")
     print(f"ALS training, Spark vs implicit, on the {train_size:,}-event ratings", flush=True)
     results["training"] = bench_training(spark, ratings_path, args.rank, args.repeats)
+    Path(args.out, "benchmarks.partial.json").write_text(json.dumps(results, indent=2) + "\n")
     print("scoring", flush=True)
     data = bench_scoring.prepare(spark, spec_for(train_size), args.rank, str(work / "scoring"))
     scoring = bench_scoring.bench(spark, data, 10, args.repeats, [1024, 4096],

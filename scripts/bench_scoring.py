@@ -85,7 +85,7 @@ def bench(spark: SparkSession, data: dict[str, Any], n: int, repeats: int, block
         seen = seen_pairs(data, event_types)
         widest = seen.groupBy("user").count().agg(F.max("count")).first()[0] or 0
         entry: dict[str, Any] = {"filter_events": event_types, "seen_pairs": seen.count(), "max_seen": widest}
-        entry["native"] = timed(lambda: run_native(data, seen, n), repeats, warmup=1)
+        entry["native"] = timed(lambda: run_native(data, seen, n), repeats)
         for block_size in block_sizes:
             entry[f"blocked_{block_size}"] = timed(lambda: run_blocked(data, seen, n, block_size), repeats, warmup=1)
         best = min((k for k in entry if k.startswith("blocked_")), key=lambda k: entry[k]["median"])

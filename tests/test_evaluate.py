@@ -149,3 +149,19 @@ def test_against_implicit_same_metric_numbers_and_comparable_quality(spark, inge
     reference_ndcg = ours[10]["ndcg"]
     print(f"NDCG@10 spark {spark_als:.4f} implicit {reference_ndcg:.4f}")
     assert abs(spark_als - reference_ndcg) <= 0.10 * reference_ndcg
+
+
+def test_max_test_users_keeps_the_same_users_every_time(spark):
+    from sparkals.evaluate import Holdout
+
+    schema = "user_id string, item_id string, event string"
+    train = spark.createDataFrame([(f"u{i}", "old", "view") for i in range(8)], schema)
+    test = spark.createDataFrame([(f"u{i}", f"i{j}", "view") for i in range(8) for j in range(2)], schema)
+    holdout = Holdout(train, test, "time", dt.date(2026, 10, 1))
+    first, _ = relevance(holdout, EvaluateSettings(max_test_users=3))
+    again, _ = relevance(holdout, EvaluateSettings(max_test_users=3))
+    users = sorted(r.user for r in first.select("user").distinct().collect())
+    assert len(users) == 3 and first.count() == 6  # every relevant pair of the chosen users
+    assert sorted(r.user for r in again.select("user").distinct().collect()) == users
+    everyone, _ = relevance(holdout, EvaluateSettings(max_test_users=0))
+    assert everyone.select("user").distinct().count() == 8

@@ -8,6 +8,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from sparkals.metrics import (
     catalogue_coverage,
+    catalogue_coverage_at,
     exclude_seen,
     exclude_seen_truth,
     popular_items,
@@ -234,6 +235,8 @@ def test_catalogue_coverage_counts_distinct_items_in_top_k(spark):
     assert catalogue_coverage(recs, 3, 10) == pytest.approx(0.5)  # {a, b, c, d, e}
     with pytest.raises(ValueError):
         catalogue_coverage(recs, 2, 0)
+    # Every K in one job: the same shares.
+    assert catalogue_coverage_at(recs, [1, 2, 3, 5], 10) == pytest.approx({1: 0.1, 2: 0.3, 3: 0.5, 5: 0.5})
 
 
 def test_exclude_seen_removes_training_items_and_renumbers(spark):

@@ -130,6 +130,7 @@ class EvaluateSettings:
     recent_days: int = 7
     metric: str = "ndcg"
     metric_k: int = 10
+    max_test_users: int = 50_000
 
 
 @dataclass
@@ -211,6 +212,8 @@ class Config:
                 dt.date.fromisoformat(ev.cutoff_date)
             except ValueError as err:
                 raise ConfigError(f"evaluate.cutoff_date must be a date like 2026-10-25 or \"\": {err}") from err
+        if ev.max_test_users < 0:
+            raise ConfigError("evaluate.max_test_users must not be negative (0: every test user)")
         if ev.test_days < 1 or ev.leave_last_n < 1 or ev.recent_days < 1:
             raise ConfigError("evaluate.test_days, evaluate.leave_last_n and evaluate.recent_days must be at least 1")
         if not ev.ks or min(ev.ks) < 1:

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from sparkals.config import ALSSettings, EvaluateSettings, RatingsSettings
 from sparkals.metrics import (
-    catalogue_coverage,
+    catalogue_coverage_at,
     exclude_seen_truth,
     popular_items,
     popularity_recs,
@@ -102,12 +102,17 @@ def model_lists(fitted: FittedModel, audience: DataFrame, seen: DataFrame | None
 
 def relevance(holdout: Holdout, settings: EvaluateSettings) -> tuple[DataFrame, DataFrame]:
     """(`truth`, `seen`): the held-out (user, item) pairs of relevant event types and the
-    users' training pairs; with `exclude_seen`, what a user already had is not relevant."""
+    users' training pairs; with `exclude_seen`, what a user already had is not relevant.
+    With `max_test_users`, only that many test users, picked by a hash of their id (the same
+    users on every run, so nights and trials compare like with like)."""
     seen = user_items(holdout.train)
     relevant = holdout.test.filter(F.col("event").isin(list(settings.relevant_events)))
     truth = user_items(relevant)
     if settings.exclude_seen:
         truth = exclude_seen_truth(truth, seen)
+    if settings.max_test_users:
+        chosen = truth.select("user").distinct().orderBy(F.xxhash64("user"), "user").limit(settings.max_test_users)
+        truth = truth.join(chosen, "user", "left_semi")
     return truth, seen
 
 
@@ -128,8 +133,8 @@ def measure(lists: dict[str, DataFrame], truth: DataFrame, ks: list[int], n_item
     for name, recs in lists.items():
         recs = recs.cache()
         metrics = ranking_metrics(recs, truth, ks)
-        for k in ks:
-            metrics[k]["coverage"] = catalogue_coverage(recs, k, n_items)
+        for k, share in catalogue_coverage_at(recs, ks, n_items).items():
+            metrics[k]["coverage"] = share
         results[name] = {str(k): values for k, values in metrics.items()}
         recs.unpersist()
     return results

@@ -140,8 +140,18 @@ def catalogue_coverage(recs: DataFrame, k: int, n_items: int) -> float:
     only ever shows the head of the catalogue scores low however precise it is."""
     if k < 1 or n_items < 1:
         raise ValueError(f"catalogue_coverage needs k >= 1 and n_items >= 1, got k={k}, n_items={n_items}")
-    shown = _positions(recs, k).select("item").distinct().count()
-    return shown / n_items
+    return catalogue_coverage_at(recs, [k], n_items)[k]
+
+
+def catalogue_coverage_at(recs: DataFrame, ks: Iterable[int], n_items: int) -> dict[int, float]:
+    """`catalogue_coverage` at every K in one Spark job: each item's best position over all users
+    is computed once, then counted against each cut-off."""
+    cutoffs = _check_ks(ks)
+    if n_items < 1:
+        raise ValueError(f"catalogue coverage needs n_items >= 1, got {n_items}")
+    best = _positions(recs, cutoffs[-1]).groupBy("item").agg(F.min("pos").alias("best"))
+    row = best.agg(*[F.count(F.when(F.col("best") <= k, 1)).alias(f"k{k}") for k in cutoffs]).first()
+    return {k: row[f"k{k}"] / n_items for k in cutoffs}
 
 
 def exclude_seen(recs: DataFrame, seen: DataFrame) -> DataFrame:
