@@ -112,7 +112,7 @@ class RecommendSettings:
     active_days: int = 0
     fallback: bool = True
     fallback_days: int = 30
-    block_size: int = 4096
+    block_size: int = 1024
     block_memory_mb: int = 256
     similar_items: bool = False
     similar_top_n: int = 10
