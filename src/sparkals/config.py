@@ -219,7 +219,7 @@ class Config:
         if not ev.ks or min(ev.ks) < 1:
             raise ConfigError("evaluate.ks must list cut-offs of at least 1")
         if ev.metric not in ("precision", "recall", "recall_capped", "ndcg", "map", "hit_rate"):
-            raise ConfigError(f"evaluate.metric must be precision, recall, recall_capped, ndcg, map or hit_rate")
+            raise ConfigError("evaluate.metric must be precision, recall, recall_capped, ndcg, map or hit_rate")
         if ev.metric_k not in ev.ks:
             raise ConfigError(f"evaluate.metric_k ({ev.metric_k}) must be one of evaluate.ks {ev.ks}")
         tune = self.tune

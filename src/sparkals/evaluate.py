@@ -25,6 +25,7 @@ from sparkals.metrics import (
     ranking_metrics,
 )
 from sparkals.ratings import build_index, build_ratings, index_ratings
+from sparkals.recommend import item_keys, scoring_input, seen_arrays
 from sparkals.score import item_matrix, score_all
 from sparkals.split import last_days_cutoff, leave_last_n_out, time_split, user_items
 from sparkals.train import train_als
@@ -82,22 +83,17 @@ def fit_model(train_events: DataFrame, ratings: RatingsSettings, als: ALSSetting
 
 def model_lists(fitted: FittedModel, audience: DataFrame, seen: DataFrame | None, n: int) -> DataFrame:
     """Top-n (`user`, `item`, `rank`) in original ids for the `audience` (`user`) users that have
-    factors, with their `seen` (`user`, `item`) pairs masked out when given."""
-    idx_users = fitted.users.select(F.col("id").alias("user"), F.col("idx").alias("uidx"))
-    idx_items = fitted.items.select(F.col("id").alias("item"), F.col("idx").alias("iidx"))
-    factors = audience.select("user").distinct().join(idx_users, "user").join(
-        fitted.model.userFactors.select(F.col("id").alias("uidx"), "features"), "uidx"
-    )
+    factors, with their `seen` (`user`, `item`) pairs masked out when given: the same
+    scoring_input and scorer as production, without the fallback."""
+    audience_ids = audience.select(F.col("user").alias("user_id")).distinct()
+    masks = None
     if seen is not None:
-        masked = seen.join(idx_items, "item").groupBy("user").agg(F.collect_list("iidx").alias("seen"))
-        factors = factors.join(masked, "user", "left")
-    else:
-        factors = factors.withColumn("seen", F.lit(None).cast("array<int>"))
-    matrix = item_matrix(fitted.model.itemFactors)
-    scored = score_all(factors.select(F.col("user").alias("key"), "features", "seen"), matrix, n)
-    return scored.select(F.col("key").alias("user"), F.col("item").alias("iidx"), "rank").join(
-        idx_items, "iidx"
-    ).select("user", "item", "rank")
+        masks = seen_arrays(seen.select(F.col("user").alias("user_id"), F.col("item").alias("item_id")), fitted.items)
+    users = scoring_input(audience_ids, fitted.users, fitted.model.userFactors, masks)
+    scored = score_all(users, item_matrix(fitted.model.itemFactors), n, key="user_id")
+    return scored.join(item_keys(fitted.items), "item").select(
+        F.col("user_id").alias("user"), F.col("item_id").alias("item"), "rank"
+    )
 
 
 def relevance(holdout: Holdout, settings: EvaluateSettings) -> tuple[DataFrame, DataFrame]:

@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import itertools
-import subprocess
 import logging
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pyspark
-
-import sparkals
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+import sparkals
 from sparkals import fs
 from sparkals.config import Config, TuneSettings
 from sparkals.evaluate import Holdout, evaluate_holdout, split_events
@@ -34,8 +33,15 @@ from sparkals.generate import GeneratorSpec, generate_events
 from sparkals.ingest import CORRUPT_COLUMN, DROPPED, REASONS, accepted, parse_events, quarantined
 from sparkals.publish import publish_parquet, recover, update_latest
 from sparkals.ratings import aggregate_ratings, build_index, build_ratings, index_ratings, matrix_stats
+from sparkals.recommend import (
+    fallback_scores,
+    scoring_input,
+    seen_items,
+    similar_to_original_ids,
+    to_original_ids,
+    users_to_score,
+)
 from sparkals.report import html_page, markdown
-from sparkals.recommend import fallback_scores, scoring_input, seen_items, to_original_ids, users_to_score
 from sparkals.score import ALS_SOURCE, FALLBACK_SOURCE, item_matrix, score_all, similar_items
 from sparkals.train import train_als
 
@@ -460,9 +466,7 @@ def recommend(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, 
     result: dict[str, Any] = {"path": target, "rows": rows, "model_version": version, **counts}
     if settings.similar_items:
         similar = similar_items(model.itemFactors, settings.similar_top_n, settings.block_size, settings.block_memory_mb)
-        named = similar.join(items.select(F.col("idx").alias("item"), F.col("id").alias("item_id")), "item").join(
-            items.select(F.col("idx").alias("similar"), F.col("id").alias("similar_item_id")), "similar"
-        ).select("item_id", "rank", "similar_item_id", "score", F.lit(version).alias("model_version"))
+        named = similar_to_original_ids(similar, items, version)
         result["similar_items_rows"] = publish_parquet(
             named.repartition("item_id").sortWithinPartitions("item_id", "rank"), paths.similar_items(run_date),
             paths.staging, marker={"run_date": str(run_date), "model_version": version},
@@ -473,19 +477,24 @@ def recommend(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, 
     return result
 
 
-def _holdout(spark: SparkSession, cfg: Config, run_date: dt.date) -> tuple[Holdout, dt.date]:
+@contextmanager
+def _holdout(spark: SparkSession, cfg: Config, run_date: dt.date) -> Iterator[tuple[Holdout, dt.date]]:
     """The configured split of the events up to the run date, and the day ratings are built
-    "as of" (the day before the test period: decay must not look into the future)."""
+    "as of" (the day before the test period: decay must not look into the future). The events
+    stay cached while the caller evaluates, and are released after."""
     spark.sparkContext.setCheckpointDir(Paths(cfg.output.root).checkpoints)
     events = read_events(spark, cfg, run_date).cache()
-    holdout = split_events(events, cfg.evaluate, run_date)
-    as_of = holdout.cutoff - dt.timedelta(days=1) if holdout.cutoff else run_date
-    if holdout.train.isEmpty() or holdout.test.isEmpty():
-        raise EmptyHoldoutError(
-            f"the {holdout.method} split leaves no {'training' if holdout.train.isEmpty() else 'test'} events "
-            f"(cutoff {holdout.cutoff}); set evaluate.cutoff_date or evaluate.test_days to fit the data"
-        )
-    return holdout, as_of
+    try:
+        holdout = split_events(events, cfg.evaluate, run_date)
+        as_of = holdout.cutoff - dt.timedelta(days=1) if holdout.cutoff else run_date
+        if holdout.train.isEmpty() or holdout.test.isEmpty():
+            raise EmptyHoldoutError(
+                f"the {holdout.method} split leaves no {'training' if holdout.train.isEmpty() else 'test'} events "
+                f"(cutoff {holdout.cutoff}); set evaluate.cutoff_date or evaluate.test_days to fit the data"
+            )
+        yield holdout, as_of
+    finally:
+        events.unpersist()
 
 
 @_timed("evaluate")
@@ -493,8 +502,8 @@ def evaluate(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, A
     """ALS and the popularity baselines on a holdout; metrics.json, report.md and report.html
     under reports/run_date=D/."""
     paths = Paths(cfg.output.root)
-    holdout, as_of = _holdout(spark, cfg, run_date)
-    report = {"run_date": str(run_date), **evaluate_holdout(holdout, cfg.ratings, cfg.als, cfg.evaluate, as_of)}
+    with _holdout(spark, cfg, run_date) as (holdout, as_of):
+        report = {"run_date": str(run_date), **evaluate_holdout(holdout, cfg.ratings, cfg.als, cfg.evaluate, as_of)}
     folder = paths.reports(run_date)
     fs.write_json(spark, f"{folder}/metrics.json", report)
     fs.write_text(spark, f"{folder}/report.md", markdown(report))
@@ -520,11 +529,10 @@ def tune(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]:
     """Grid search over rank, reg_param, alpha and the confidence transform on the holdout,
     `tune.parallelism` trials at a time; every trial recorded, the best written as TOML."""
     paths = Paths(cfg.output.root)
-    holdout, as_of = _holdout(spark, cfg, run_date)
     trials = _trials(cfg.tune)
     done = []
 
-    def run(trial: dict[str, Any]) -> dict[str, Any]:
+    def run(holdout: Holdout, as_of: dt.date, trial: dict[str, Any]) -> dict[str, Any]:
         ratings = dataclasses.replace(cfg.ratings, confidence=trial["confidence"])
         als = dataclasses.replace(cfg.als, rank=trial["rank"], reg_param=trial["reg_param"], alpha=trial["alpha"])
         report = evaluate_holdout(holdout, ratings, als, cfg.evaluate, as_of, with_baselines=False)
@@ -534,8 +542,8 @@ def tune(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]:
         log.info("tune: trial %d/%d %s %s=%.5f", len(done), len(trials), trial, report["metric"], result["score"])
         return result
 
-    with ThreadPoolExecutor(max_workers=cfg.tune.parallelism) as pool:
-        results = list(pool.map(run, trials))
+    with _holdout(spark, cfg, run_date) as (holdout, as_of), ThreadPoolExecutor(cfg.tune.parallelism) as pool:
+        results = list(pool.map(lambda trial: run(holdout, as_of, trial), trials))
     best = max(results, key=lambda r: (r["score"], -r["rank"]))
     metric = f"{cfg.evaluate.metric}@{cfg.evaluate.metric_k}"
     folder = f"{paths.reports(run_date)}/tune"
@@ -554,14 +562,15 @@ def tune(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]:
 
 def _revision() -> str:
     """The code that ran: the git revision when run from a checkout, else the package version."""
+    package = f"sparkals {sparkals.__version__}"
     try:
         found = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
             cwd=Path(__file__).resolve().parent, check=False,
         )
     except (OSError, subprocess.SubprocessError):
-        return f"sparkals {sparkals.__version__}"
-    return found.stdout.strip() if found.returncode == 0 and found.stdout.strip() else f"sparkals {sparkals.__version__}"
+        return package
+    return (found.stdout.strip() if found.returncode == 0 else "") or package
 
 
 def nightly(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]:
@@ -577,8 +586,9 @@ def nightly(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, An
         "spark_version": pyspark.__version__, "status": "running",
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    stages = {"ingest": ingest, "aggregate": aggregate, "train": train, "recommend": recommend}
     try:
-        for name, stage in (("ingest", ingest), ("aggregate", aggregate), ("train", train), ("recommend", recommend)):
+        for name, stage in stages.items():
             summary[name] = stage(spark, cfg, run_date)
         summary["status"] = "gated" if summary["train"]["status"] == "gated" else "succeeded"
     except Exception as err:
@@ -586,9 +596,7 @@ def nightly(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, An
         raise
     finally:
         summary["seconds"] = round(time.perf_counter() - started, 3)
-        summary["stage_seconds"] = {
-            name: summary[name]["seconds"] for name in ("ingest", "aggregate", "train", "recommend") if name in summary
-        }
+        summary["stage_seconds"] = {name: summary[name]["seconds"] for name in stages if name in summary}
         summary["outputs"] = {
             "events": paths.events, "ratings": paths.ratings(run_date), "recommendations": paths.recommendations(run_date),
             "models": f"{paths.root}/models", "report": paths.reports(run_date),

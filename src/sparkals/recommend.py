@@ -23,6 +23,11 @@ def _since(run_date: dt.date, days: int) -> F.Column:
     return F.col("event_date") > F.lit(run_date - dt.timedelta(days=days))
 
 
+def item_keys(items: DataFrame) -> DataFrame:
+    """The item index table (`id`, `idx`) under the names scoring joins on: `item_id`, `item`."""
+    return items.select(F.col("id").alias("item_id"), F.col("idx").alias("item"))
+
+
 def users_to_score(events: DataFrame, run_date: dt.date, active_days: int = 0) -> DataFrame:
     """`user_id` of every user with an event in the window: tonight's audience."""
     return events.filter(_since(run_date, active_days)).select("user_id").distinct()
@@ -35,8 +40,14 @@ def seen_items(
 
     Items without an index cannot be recommended anyway, so they are left out here."""
     chosen = events.filter(F.col("event").isin(list(filter_events)) & _since(run_date, lookback_days))
+    return seen_arrays(chosen, items)
+
+
+def seen_arrays(pairs: DataFrame, items: DataFrame) -> DataFrame:
+    """(`user_id`, `item_id`) pairs to `user_id`, `seen` (sorted item indexes): the masks the
+    scorer takes. Items without an index are dropped (the model cannot recommend them)."""
     return (
-        chosen.join(items.select(F.col("id").alias("item_id"), F.col("idx").alias("item")), "item_id")
+        pairs.join(item_keys(items), "item_id")
         .groupBy("user_id")
         .agg(F.array_sort(F.collect_set("item")).alias("seen"))
     )
@@ -49,29 +60,42 @@ def fallback_scores(events: DataFrame, items: DataFrame, run_date: dt.date, days
     ever = F.countDistinct("user_id").alias("ever")
     total = events.agg(F.countDistinct("user_id").alias("total"))
     popularity = events.groupBy("item_id").agg(recent, ever).crossJoin(F.broadcast(total))
-    return popularity.join(items.select(F.col("id").alias("item_id"), F.col("idx").alias("item")), "item_id").select(
+    return popularity.join(item_keys(items), "item_id").select(
         "item", (F.col("recent") + F.col("ever") / (F.col("total") + 1)).alias("score")
     )
 
 
-def scoring_input(audience: DataFrame, users: DataFrame, user_factors: DataFrame, seen: DataFrame) -> DataFrame:
-    """`user_id`, `features` (null: no factors, serve the fallback), `seen` for every user to score."""
+def scoring_input(
+    audience: DataFrame, users: DataFrame, user_factors: DataFrame, seen: DataFrame | None = None
+) -> DataFrame:
+    """`user_id`, `features` (null: no factors, serve the fallback), `seen` (null: nothing to
+    mask) for every user to score."""
     factors = users.select(F.col("id").alias("user_id"), F.col("idx").alias("user")).join(
         user_factors.select(F.col("id").alias("user"), "features"), "user"
     )
-    return (
-        audience.join(factors, "user_id", "left")
-        .join(seen, "user_id", "left")
-        .select("user_id", "features", "seen")
-    )
+    with_factors = audience.join(factors, "user_id", "left")
+    if seen is None:
+        return with_factors.select("user_id", "features", F.lit(None).cast("array<int>").alias("seen"))
+    return with_factors.join(seen, "user_id", "left").select("user_id", "features", "seen")
 
 
 def to_original_ids(scored: DataFrame, items: DataFrame, model_version: str) -> DataFrame:
     """Scorer output (`user_id`, `rank`, `item`, `score`, `source`) with item indexes translated
     back to the original ids, in the published column order."""
-    return scored.join(items.select(F.col("idx").alias("item"), F.col("id").alias("item_id")), "item").select(
+    return scored.join(item_keys(items), "item").select(
         "user_id", "rank", "item_id", F.col("score").cast("double").alias("score"), "source",
         F.lit(model_version).alias("model_version"),
+    )
+
+
+def similar_to_original_ids(similar: DataFrame, items: DataFrame, model_version: str) -> DataFrame:
+    """`similar_items` output (`item`, `rank`, `similar`, `score`) in the original ids:
+    `item_id`, `rank`, `similar_item_id`, `score`, `model_version`."""
+    keys = item_keys(items)
+    return (
+        similar.join(keys, "item")
+        .join(keys.select(F.col("item_id").alias("similar_item_id"), F.col("item").alias("similar")), "similar")
+        .select("item_id", "rank", "similar_item_id", "score", F.lit(model_version).alias("model_version"))
     )
 
 

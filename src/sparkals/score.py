@@ -9,6 +9,7 @@ items and anti-joins, which sorts far more candidates than it keeps (see scripts
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -81,7 +82,7 @@ def item_matrix(
         items = excluded.select(F.col("item").cast("int")).distinct().toArrow().column("item").to_numpy()
         where = matrix.positions(items)
         banned = np.unique(where[where >= 0])
-    return ItemMatrix(ids=ids, factors=factors, fallback=popular, excluded=banned)
+    return dataclasses.replace(matrix, fallback=popular, excluded=banned)
 
 
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
