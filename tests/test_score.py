@@ -138,3 +138,27 @@ def test_blocked_scorer_agrees_with_native_recommend_plus_anti_join_on_a_trained
     np.testing.assert_allclose(mine["score"].to_numpy(), native["score"].to_numpy(), rtol=1e-4, atol=1e-5)
     same = (mine["item"].to_numpy() == native["item"].to_numpy()).mean()
     assert same > 0.99, f"only {same:.1%} of the (user, rank) cells agree"
+
+
+def test_fallback_ranks_by_recent_distinct_users_then_by_all_time_users(spark):
+    import datetime as dt
+
+    from sparkals.recommend import fallback_scores
+
+    day = dt.date(2026, 11, 1)
+    rows = [
+        # item a: 3 distinct users ever (u1 twice), none in the last 7 days
+        ("u1", "a", "2026-09-01"), ("u1", "a", "2026-09-02"), ("u2", "a", "2026-09-03"), ("u3", "a", "2026-09-04"),
+        # item b: 1 user ever, recently; item c: 2 users ever, 1 of them recently (u4 also earlier)
+        ("u1", "b", "2026-10-30"),
+        ("u4", "c", "2026-09-01"), ("u4", "c", "2026-10-31"), ("u5", "c", "2026-08-01"),
+        # item d: recent but not in the item index (cannot be recommended)
+        ("u1", "d", "2026-10-31"),
+    ]
+    events = spark.createDataFrame(rows, "user_id string, item_id string, d string").select(
+        "user_id", "item_id", F.to_date("d").alias("event_date"))
+    items = spark.createDataFrame([("a", 0), ("b", 1), ("c", 2)], "id string, idx int")
+    scores = {r["item"]: r["score"] for r in fallback_scores(events, items, day, 7).collect()}
+    # recent distinct users + all-time distinct users / (most all-time users + 1)
+    assert scores == pytest.approx({0: 0 + 3 / 4, 1: 1 + 1 / 4, 2: 1 + 2 / 4})
+    assert sorted(scores, key=scores.get, reverse=True) == [2, 1, 0]

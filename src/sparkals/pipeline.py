@@ -32,7 +32,7 @@ from sparkals.errors import SparkalsError
 from sparkals.generate import GeneratorSpec, generate_events
 from sparkals.ingest import CORRUPT_COLUMN, DROPPED, REASONS, accepted, parse_events, quarantined
 from sparkals.publish import publish_parquet, recover, update_latest
-from sparkals.ratings import aggregate_ratings, build_index, build_ratings, index_ratings, matrix_stats
+from sparkals.ratings import aggregate_ratings, build_index, index_ratings, matrix_stats, refine_ratings
 from sparkals.recommend import (
     fallback_scores,
     scoring_input,
@@ -297,12 +297,15 @@ def _excluded_items(spark: SparkSession, cfg: Config) -> DataFrame | None:
 def aggregate(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any]:
     """Clean events to weighted (user, item, rating) with stable int32 indexes and statistics."""
     paths = Paths(cfg.output.root)
-    events = read_events(spark, cfg, run_date).cache()
-    unfiltered = aggregate_ratings(events, cfg.ratings.weights).agg(
+    events = read_events(spark, cfg, run_date)
+    settings = cfg.ratings
+    # One aggregation serves both the ratings and the count of what the filters removed.
+    aggregated = aggregate_ratings(events, settings.weights, run_date, settings.half_life_days).cache()
+    unfiltered = aggregated.agg(
         F.count("*").alias("nonzeros"), F.countDistinct("user_id").alias("users"),
         F.countDistinct("item_id").alias("items"),
     ).first()
-    ratings = build_ratings(events, cfg.ratings, run_date, _excluded_items(spark, cfg)).cache()
+    ratings = refine_ratings(aggregated, settings, _excluded_items(spark, cfg)).cache()
     previous = _previous_index_date(spark, paths, run_date)
     old_users = spark.read.parquet(paths.user_index(previous)) if previous else None
     old_items = spark.read.parquet(paths.item_index(previous)) if previous else None
@@ -314,7 +317,7 @@ def aggregate(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, 
     items = spark.read.parquet(paths.item_index(run_date))
     index_ratings(ratings, users, items).write.mode("overwrite").parquet(paths.ratings(run_date))
     ratings.unpersist()
-    events.unpersist()
+    aggregated.unpersist()
     stats = matrix_stats(spark.read.parquet(paths.ratings(run_date)))
     if stats.nonzeros == 0:
         raise PipelineError(

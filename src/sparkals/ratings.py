@@ -161,12 +161,21 @@ def build_ratings(
 
     `excluded_items` (column `id`) adds to `settings.exclude_items`, e.g. ids read from a file.
     """
-    ratings = aggregate_ratings(events, settings.weights, run_date, settings.half_life_days)
+    aggregated = aggregate_ratings(events, settings.weights, run_date, settings.half_life_days)
+    return refine_ratings(aggregated, settings, excluded_items)
+
+
+def refine_ratings(
+    aggregated: DataFrame, settings: RatingsSettings, excluded_items: DataFrame | None = None
+) -> DataFrame:
+    """The second half of `build_ratings`: `aggregate_ratings` output through the exclusion,
+    heavy-user and support filters, then the confidence transform. Separate so that a caller
+    can cache the aggregation and count what the filters removed without aggregating twice."""
     excluded = excluded_items.select("id") if excluded_items is not None else None
     if settings.exclude_items:
-        listed = events.sparkSession.createDataFrame([(i,) for i in settings.exclude_items], "id string")
+        listed = aggregated.sparkSession.createDataFrame([(i,) for i in settings.exclude_items], "id string")
         excluded = listed if excluded is None else listed.unionByName(excluded)
-    ratings = exclude_items(ratings, excluded)
+    ratings = exclude_items(aggregated, excluded)
     ratings = drop_heavy_users(ratings, settings.max_user_items)
     ratings = minimum_support(
         ratings, settings.min_user_items, settings.min_item_users, settings.k_core, settings.k_core_max_rounds
@@ -180,7 +189,8 @@ def build_index(ids: DataFrame, existing: DataFrame | None = None, limit: int = 
     Ids already in `existing` keep their index; new ids get the next free ones in id order, so
     the same input always gives the same index. Numbering runs in the JVM: ids are range
     partitioned and sorted, then each row's position is its partition's offset plus its place
-    in the partition. Refuses, before numbering, to go past `limit` (int32 by default).
+    in the partition. Refuses to return an index past `limit` (int32 by default); the count
+    comes from the numbering itself, so the ids are not aggregated a second time to check.
     """
     distinct = ids.select(F.col("id").cast("string").alias("id")).distinct()
     start = 0
@@ -188,21 +198,18 @@ def build_index(ids: DataFrame, existing: DataFrame | None = None, limit: int = 
         distinct = distinct.join(existing.select("id"), "id", "left_anti")
         top = existing.agg(F.max("idx")).first()[0]
         start = 0 if top is None else int(top) + 1
-    fresh_count = distinct.count()
+    fresh, fresh_count = _number_in_order(distinct, start)
     if start + fresh_count - 1 > limit:
         raise IndexOverflowError(
             f"{start + fresh_count} distinct ids do not fit the index (at most {limit + 1}); "
             "ALS needs int32 indexes: filter rare ids (ratings.min_user_items / min_item_users) or start a fresh index"
         )
-    if fresh_count == 0:
-        fresh = distinct.select("id", F.lit(0).alias("idx")).limit(0)
-    else:
-        fresh = _number_in_order(distinct, start)
     return fresh if existing is None else existing.select("id", "idx").unionByName(fresh)
 
 
-def _number_in_order(ids: DataFrame, start: int) -> DataFrame:
-    """`start + position of id in sorted order`, computed without moving ids through Python."""
+def _number_in_order(ids: DataFrame, start: int) -> tuple[DataFrame, int]:
+    """(`id`, `start + position of id in sorted order`), and how many ids there are; computed
+    without moving ids through Python."""
     partitions = int(ids.sparkSession.conf.get("spark.sql.shuffle.partitions"))
     ordered = (
         ids.repartitionByRange(partitions, "id")
@@ -214,8 +221,11 @@ def _number_in_order(ids: DataFrame, start: int) -> DataFrame:
     for row in sorted(ordered.groupBy("part").count().collect()):
         offsets += [F.lit(row["part"]), F.lit(running)]
         running += row["count"]
+    if not offsets:
+        return ordered.select("id", F.lit(0).alias("idx")).limit(0), 0
     position = F.col("mono") - F.shiftleft(F.col("part").cast("long"), _PARTITION_SHIFT)
-    return ordered.select("id", (F.create_map(*offsets)[F.col("part")] + position).cast("int").alias("idx"))
+    numbered = ordered.select("id", (F.create_map(*offsets)[F.col("part")] + position).cast("int").alias("idx"))
+    return numbered, running - start
 
 
 def index_ratings(ratings: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
