@@ -52,6 +52,8 @@ def test_set_parses_values_as_toml_and_bare_words_as_strings():
         ("als.rank=many", "als.rank must be an integer"),
         ("als.rank=0", "als.rank must be at least 1"),
         ("input.format=xml", "input.format must be csv, json or parquet"),
+        ("als.num_user_blocks=0", "als.num_user_blocks must be at least 1"),
+        ("als.intermediate_storage_level=RAM", "als.intermediate_storage_level must be one of MEMORY_AND_DISK"),
         ("rank", "must look like section.key=value"),
     ],
 )
@@ -86,3 +88,4 @@ def test_list_settings_are_checked_item_by_item():
         _merge(target, {"ks": [1, "two"]}, "x")
     with pytest.raises(ConfigError, match=r"x\.ks must be a list"):
         _merge(target, {"ks": 3}, "x")
+

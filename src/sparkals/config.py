@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+# Storage levels ALS may keep its blocks at (Spark's names; the intermediate level cannot be NONE).
+STORAGE_LEVELS = ("MEMORY_AND_DISK", "MEMORY_ONLY", "MEMORY_AND_DISK_SER", "MEMORY_ONLY_SER", "DISK_ONLY")
+
 from sparkals.errors import SparkalsError
 
 
@@ -102,6 +105,8 @@ class ALSSettings:
     num_item_blocks: int = 10
     checkpoint_interval: int = 5
     seed: int = 42
+    intermediate_storage_level: str = "MEMORY_AND_DISK"
+    final_storage_level: str = "MEMORY_AND_DISK"
 
 
 @dataclass
@@ -183,6 +188,9 @@ class Config:
         for name in ("rank", "max_iter", "num_user_blocks", "num_item_blocks", "checkpoint_interval"):
             if getattr(self.als, name) < 1:
                 raise ConfigError(f"als.{name} must be at least 1")
+        for name in ("intermediate_storage_level", "final_storage_level"):
+            if getattr(self.als, name) not in STORAGE_LEVELS:
+                raise ConfigError(f"als.{name} must be one of {', '.join(STORAGE_LEVELS)}, not {getattr(self.als, name)!r}")
         if self.als.reg_param < 0 or self.als.alpha < 0:
             raise ConfigError("als.reg_param and als.alpha must not be negative")
         for name in ("top_n", "block_size", "block_memory_mb", "similar_top_n", "fallback_days"):

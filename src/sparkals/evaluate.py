@@ -102,24 +102,23 @@ def model_lists(fitted: FittedModel, audience: DataFrame, seen: DataFrame | None
 
 def relevance(holdout: Holdout, settings: EvaluateSettings) -> tuple[DataFrame, DataFrame]:
     """(`truth`, `seen`): the held-out (user, item) pairs of relevant event types and the
-    users' training pairs; with `exclude_seen`, what a user already had is not relevant.
-    With `max_test_users`, only that many test users, picked by a hash of their id (the same
-    users on every run, so nights and trials compare like with like).
+    evaluated users' training pairs; with `exclude_seen`, what a user already had is not
+    relevant (a user left with nothing relevant is not evaluated).
 
-    `seen` holds the evaluated users' pairs only: the test period has a few percent of the
-    users, and the seen pairs are joined several times (masks, baselines), so restricting them
-    first saves a distinct over every user's history (at 16M events, most of the gate's
-    evaluation time besides training)."""
+    With `max_test_users`, only that many test users, picked by a hash of their id (the same
+    users on every run, so nights and trials compare like with like) before anything else is
+    joined: every later join (seen pairs, masks, baselines) is then bounded by that number and
+    broadcast, whatever the size of the log.
+    """
     relevant = holdout.test.filter(F.col("event").isin(list(settings.relevant_events)))
     truth = user_items(relevant)
-    test_users = truth.select(F.col("user").alias("user_id")).distinct()
-    seen = user_items(holdout.train.join(test_users, "user_id", "left_semi"))
+    test_users = truth.select("user").distinct()
+    if settings.max_test_users:
+        test_users = test_users.orderBy(F.xxhash64("user"), "user").limit(settings.max_test_users)
+        truth = truth.join(test_users, "user", "left_semi")
+    seen = user_items(holdout.train.join(test_users.select(F.col("user").alias("user_id")), "user_id", "left_semi"))
     if settings.exclude_seen:
         truth = exclude_seen_truth(truth, seen)
-    if settings.max_test_users:
-        chosen = truth.select("user").distinct().orderBy(F.xxhash64("user"), "user").limit(settings.max_test_users)
-        truth = truth.join(chosen, "user", "left_semi")
-        seen = seen.join(chosen, "user", "left_semi")
     return truth, seen
 
 

@@ -32,6 +32,8 @@ def build_als(settings: ALSSettings) -> ALS:
         numUserBlocks=settings.num_user_blocks,
         numItemBlocks=settings.num_item_blocks,
         checkpointInterval=settings.checkpoint_interval,
+        intermediateStorageLevel=settings.intermediate_storage_level,
+        finalStorageLevel=settings.final_storage_level,
         seed=settings.seed,
         coldStartStrategy="drop",
     )
