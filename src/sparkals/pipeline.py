@@ -217,9 +217,11 @@ def ingest(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any
     """Input log to clean events under `events/event_date=...`; every other row is quarantined
     with its reason, and rows_read == accepted + quarantined + duplicates + dropped, exactly."""
     paths = Paths(cfg.output.root)
-    # Cache the full rows: CSV only flags a malformed line when every column is parsed.
+    # Cache the full rows: CSV only flags a malformed line when every column is parsed, so every
+    # use of `parsed` must see the same fully parsed rows. `parsed` itself is cheap expressions
+    # over them, and wider (it carries the raw fields for the quarantine): not cached.
     raw = read_input(spark, cfg, run_date).cache()
-    parsed = parse_events(raw, cfg.input, cfg.ingest, run_date).cache()
+    parsed = parse_events(raw, cfg.input, cfg.ingest, run_date)
     try:
         by_reason = {row["reason"]: row["count"] for row in parsed.groupBy("reason").count().collect()}
         rows_read = sum(by_reason.values())
@@ -259,7 +261,6 @@ def ingest(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, Any
         )
         good.unpersist()
     finally:
-        parsed.unpersist()
         raw.unpersist()
     return {key: record[key] for key in ("rows_read", "accepted", "quarantined", "duplicates", "dropped_unknown_events")}
 
