@@ -147,18 +147,20 @@ def test_fallback_ranks_by_recent_distinct_users_then_by_all_time_users(spark):
 
     day = dt.date(2026, 11, 1)
     rows = [
-        # item a: 3 distinct users ever (u1 twice), none in the last 7 days
-        ("u1", "a", "2026-09-01"), ("u1", "a", "2026-09-02"), ("u2", "a", "2026-09-03"), ("u3", "a", "2026-09-04"),
-        # item b: 1 user ever, recently; item c: 2 users ever, 1 of them recently (u4 also earlier)
-        ("u1", "b", "2026-10-30"),
-        ("u4", "c", "2026-09-01"), ("u4", "c", "2026-10-31"), ("u5", "c", "2026-08-01"),
+        # item a (index 0): none in the last 7 days
+        ("u1", "a", "2026-09-01"), ("u2", "a", "2026-09-03"),
+        # item b (1): 1 user recently, twice; item c (2): 2 users recently
+        ("u1", "b", "2026-10-30"), ("u1", "b", "2026-10-31"),
+        ("u4", "c", "2026-10-31"), ("u5", "c", "2026-10-28"),
         # item d: recent but not in the item index (cannot be recommended)
         ("u1", "d", "2026-10-31"),
     ]
     events = spark.createDataFrame(rows, "user_id string, item_id string, d string").select(
         "user_id", "item_id", F.to_date("d").alias("event_date"))
     items = spark.createDataFrame([("a", 0), ("b", 1), ("c", 2)], "id string, idx int")
-    scores = {r["item"]: r["score"] for r in fallback_scores(events, items, day, 7).collect()}
-    # recent distinct users + all-time distinct users / (most all-time users + 1)
-    assert scores == pytest.approx({0: 0 + 3 / 4, 1: 1 + 1 / 4, 2: 1 + 2 / 4})
+    # All-time users per item come from the ratings (one row per user and item): a 3, b 1, c 2.
+    ratings = spark.createDataFrame([(u, 0) for u in range(3)] + [(0, 1), (3, 2), (4, 2)], "user int, item int")
+    scores = {r["item"]: r["score"] for r in fallback_scores(events, ratings, items, day, 7).collect()}
+    # recent distinct users + all-time users / (most all-time users + 1)
+    assert scores == pytest.approx({0: 0 + 3 / 4, 1: 1 + 1 / 4, 2: 2 + 2 / 4})
     assert sorted(scores, key=scores.get, reverse=True) == [2, 1, 0]

@@ -436,7 +436,10 @@ def recommend(spark: SparkSession, cfg: Config, run_date: dt.date) -> dict[str, 
     events = read_events(spark, cfg, run_date)
     users = spark.read.parquet(paths.user_index(run_date))
     items = spark.read.parquet(paths.item_index(run_date))
-    fallback = fallback_scores(events, items, run_date, settings.fallback_days) if settings.fallback else None
+    fallback = None
+    if settings.fallback:
+        ratings = spark.read.parquet(paths.ratings(run_date))
+        fallback = fallback_scores(events, ratings, items, run_date, settings.fallback_days)
     matrix = item_matrix(model.itemFactors, fallback, _excluded_item_indexes(spark, cfg, items))
     audience = users_to_score(events, run_date, settings.active_days)
     seen = seen_items(events, items, settings.filter_events, run_date, settings.filter_lookback_days)

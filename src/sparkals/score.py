@@ -116,12 +116,16 @@ def score_block(block: pa.RecordBatch, items: ItemMatrix, n: int, key: str) -> p
     rows = block.num_rows
     features = block.column("features")
     has_factors = features.is_valid().to_numpy(zero_copy_only=False)
-    scores = np.empty((rows, len(items.ids)), dtype=np.float32)
-    if has_factors.any():
-        with_factors = features.filter(pa.array(has_factors))
-        users = pc.list_flatten(with_factors).to_numpy().astype(np.float32, copy=False)
-        scores[has_factors] = users.reshape(-1, items.rank) @ items.factors.T
-    if not has_factors.all():
+    if has_factors.all():
+        # The usual block: the product is the score matrix, no masked copy into a second one.
+        users = pc.list_flatten(features).to_numpy().astype(np.float32, copy=False)
+        scores = users.reshape(-1, items.rank) @ items.factors.T
+    else:
+        scores = np.empty((rows, len(items.ids)), dtype=np.float32)
+        if has_factors.any():
+            with_factors = features.filter(pa.array(has_factors))
+            users = pc.list_flatten(with_factors).to_numpy().astype(np.float32, copy=False)
+            scores[has_factors] = users.reshape(-1, items.rank) @ items.factors.T
         scores[~has_factors] = items.fallback if items.fallback is not None else -np.inf
     if items.excluded is not None and len(items.excluded):
         scores[:, items.excluded] = -np.inf
