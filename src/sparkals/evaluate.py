@@ -25,6 +25,7 @@ from sparkals.metrics import (
     popular_items,
     popularity_recs,
     ranking_metrics,
+    top_items,
 )
 from sparkals.ratings import build_index, build_ratings, index_ratings
 from sparkals.recommend import item_keys, scoring_input, seen_arrays
@@ -70,6 +71,9 @@ class FittedModel:
     items: DataFrame
     ratings: int
     train_seconds: float
+    # (`item` id, `score` = users who rated it): the popularity baseline's counts, taken from the
+    # training ratings while they are cached (one row per user and item: a count, no shuffle).
+    item_users: DataFrame
 
 
 def fit_model(train_events: DataFrame, ratings: RatingsSettings, als: ALSSettings, as_of: dt.date) -> FittedModel:
@@ -79,10 +83,12 @@ def fit_model(train_events: DataFrame, ratings: RatingsSettings, als: ALSSetting
     items = build_index(rated.select(F.col("item_id").alias("id"))).cache()
     indexed = index_ratings(rated, users, items).cache()
     count = indexed.count()
+    item_users = rated.groupBy(F.col("item_id").alias("item")).agg(F.count("*").cast("double").alias("score")).cache()
+    item_users.count()
     result = train_als(indexed, als)
     indexed.unpersist()
     rated.unpersist()
-    return FittedModel(result.model, users, items, count, result.seconds)
+    return FittedModel(result.model, users, items, count, result.seconds, item_users)
 
 
 def model_lists(fitted: FittedModel, audience: DataFrame, seen: DataFrame | None, n: int) -> DataFrame:
@@ -122,13 +128,17 @@ def relevance(holdout: Holdout, settings: EvaluateSettings) -> tuple[DataFrame, 
     return truth, seen
 
 
-def baseline_lists(holdout: Holdout, audience: DataFrame, seen: DataFrame | None, n: int, recent_days: int) -> dict[str, DataFrame]:
-    """Most popular overall and most popular over the last `recent_days` before the test period."""
+def baseline_lists(
+    holdout: Holdout, item_users: DataFrame, audience: DataFrame, seen: DataFrame | None, n: int, recent_days: int
+) -> dict[str, DataFrame]:
+    """Most popular overall (most users in the training ratings, `item_users`: what ALS learned
+    from) and most popular over the last `recent_days` before the test period (distinct users
+    in the events of those days)."""
     until = holdout.cutoff or holdout.train.agg(F.max("event_date")).first()[0]
     since = until - dt.timedelta(days=recent_days) if until else None
     candidates = n + 200  # enough popular items that masking seen ones still leaves n
     return {
-        "popular": popularity_recs(audience, popular_items(holdout.train, candidates), n, seen),
+        "popular": popularity_recs(audience, top_items(item_users, candidates), n, seen),
         "recent_popular": popularity_recs(audience, popular_items(holdout.train, candidates, since=since), n, seen),
     }
 
@@ -161,7 +171,7 @@ def evaluate_holdout(
     mask = seen if settings.exclude_seen else None
     lists = {"als": model_lists(fitted, audience, mask, n)}
     if with_baselines:
-        lists.update(baseline_lists(holdout, audience, mask, n, settings.recent_days))
+        lists.update(baseline_lists(holdout, fitted.item_users, audience, mask, n, settings.recent_days))
     n_items = fitted.items.count()
     systems = measure(lists, truth, settings.ks, n_items)
     headline = systems["als"][str(settings.metric_k)][settings.metric]
@@ -188,6 +198,6 @@ def evaluate_holdout(
             if systems[name][str(settings.metric_k)][settings.metric] else None
             for name in ("popular", "recent_popular")
         }
-    for frame in (truth, seen, audience, fitted.users, fitted.items):
+    for frame in (truth, seen, audience, fitted.users, fitted.items, fitted.item_users):
         frame.unpersist()
     return report

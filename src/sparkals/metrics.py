@@ -191,6 +191,14 @@ def popular_items(
     counts = events.groupBy(F.col(item_col).alias("item")).agg(
         F.countDistinct(user_col).cast("double").alias("score")
     )
+    return top_items(counts, n)
+
+
+def top_items(counts: DataFrame, n: int) -> DataFrame:
+    """The `n` rows of (`item`, `score`) with the highest score as (`item`, `rank`, `score`),
+    equal scores ordered by item: the popularity list of `popular_items`, from counts made elsewhere."""
+    if n < 1:
+        raise ValueError(f"top_items needs n >= 1, got n={n}")
     top = counts.orderBy(F.col("score").desc(), F.col("item").asc()).limit(n)
     # n rows only: one window partition is fine.
     in_order = Window.partitionBy(F.lit(0)).orderBy(F.col("score").desc(), F.col("item").asc())
