@@ -88,4 +88,3 @@ def test_list_settings_are_checked_item_by_item():
         _merge(target, {"ks": [1, "two"]}, "x")
     with pytest.raises(ConfigError, match=r"x\.ks must be a list"):
         _merge(target, {"ks": 3}, "x")
-

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from sparkals.errors import SparkalsError
+
 # Storage levels ALS may keep its blocks at (Spark's names; the intermediate level cannot be NONE).
 STORAGE_LEVELS = ("MEMORY_AND_DISK", "MEMORY_ONLY", "MEMORY_AND_DISK_SER", "MEMORY_ONLY_SER", "DISK_ONLY")
-
-from sparkals.errors import SparkalsError
 
 
 class ConfigError(SparkalsError, ValueError):

@@ -111,6 +111,12 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return row_of, best[row_of, place], place + 1
 
 
+def _products(features: pa.Array, items: ItemMatrix) -> np.ndarray:
+    """Users' factors (a list array without nulls) times every item's: one matrix product."""
+    users = pc.list_flatten(features).to_numpy().astype(np.float32, copy=False)
+    return users.reshape(-1, items.rank) @ items.factors.T
+
+
 def score_block(block: pa.RecordBatch, items: ItemMatrix, n: int, key: str) -> pa.RecordBatch:
     """One block of users (`key`, `features` or null, `seen` item indexes) to their top-N rows."""
     rows = block.num_rows
@@ -118,14 +124,11 @@ def score_block(block: pa.RecordBatch, items: ItemMatrix, n: int, key: str) -> p
     has_factors = features.is_valid().to_numpy(zero_copy_only=False)
     if has_factors.all():
         # The usual block: the product is the score matrix, no masked copy into a second one.
-        users = pc.list_flatten(features).to_numpy().astype(np.float32, copy=False)
-        scores = users.reshape(-1, items.rank) @ items.factors.T
+        scores = _products(features, items)
     else:
         scores = np.empty((rows, len(items.ids)), dtype=np.float32)
         if has_factors.any():
-            with_factors = features.filter(pa.array(has_factors))
-            users = pc.list_flatten(with_factors).to_numpy().astype(np.float32, copy=False)
-            scores[has_factors] = users.reshape(-1, items.rank) @ items.factors.T
+            scores[has_factors] = _products(features.filter(pa.array(has_factors)), items)
         scores[~has_factors] = items.fallback if items.fallback is not None else -np.inf
     if items.excluded is not None and len(items.excluded):
         scores[:, items.excluded] = -np.inf
