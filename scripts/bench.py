@@ -35,7 +35,7 @@ from pyspark.sql import functions as F  # noqa: E402
 
 import bench_scoring  # noqa: E402
 from _bench_common import local_session, machine, timed  # noqa: E402
-from sparkals import pipeline  # noqa: E402
+from sparkals.stages import generate, nightly  # noqa: E402
 from sparkals.config import ALSSettings, load_config  # noqa: E402
 from sparkals.generate import GeneratorSpec  # noqa: E402
 from sparkals.train import train_als  # noqa: E402
@@ -72,13 +72,14 @@ def bench_pipeline(spark: SparkSession, log: str, root: Path, repeats: int, over
         cfg = load_config([REPO / "conf" / "local.toml"], [f"input.path={log}", f"output.root={out}", *overrides])
         peak_heap_mb(spark, reset=True)
         started = time.perf_counter()
-        summary = pipeline.nightly(spark, cfg, RUN_DATE)
-        runs.append({"total": time.perf_counter() - started, **summary["stage_seconds"],
-                     "peak_heap_mb": peak_heap_mb(spark), "ratings": summary["aggregate"]["ratings"],
-                     "users": summary["aggregate"]["users"], "items": summary["aggregate"]["items"]})
+        summary = nightly.run(spark, cfg, RUN_DATE)
+        stage_seconds = {name: getattr(summary, name).seconds for name in nightly.STAGES}
+        runs.append({"total": time.perf_counter() - started, **stage_seconds,
+                     "peak_heap_mb": peak_heap_mb(spark), "ratings": summary.aggregate.ratings,
+                     "users": summary.aggregate.users, "items": summary.aggregate.items})
         print(f"  run {n + 1}/{repeats}: {runs[-1]['total']:.1f}s", flush=True)
     figures: dict[str, Any] = {key: runs[0][key] for key in ("ratings", "users", "items")}
-    for key in ("total", "ingest", "aggregate", "train", "recommend", "peak_heap_mb"):
+    for key in ("total", *nightly.STAGES, "peak_heap_mb"):
         values = [r[key] for r in runs]
         figures[key] = {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
                         "max": round(max(values), 2), "runs": [round(v, 2) for v in values]}
@@ -113,7 +114,7 @@ def bench_training(spark: SparkSession, ratings_path: str, rank: int, repeats: i
     """Seconds per ALS iteration, Spark and implicit, as (t(2k) - t(k)) / k: set-up cancels out."""
     spark.sparkContext.setCheckpointDir(str(Path(ratings_path).parent.parent / "checkpoints"))
     ratings = spark.read.parquet(ratings_path).cache()
-    nnz, users, items = ratings.agg(F.count("*"), F.max("user") + 1, F.max("item") + 1).first()
+    nnz, users, items = ratings.agg(F.count("*"), F.max("user_idx") + 1, F.max("item_idx") + 1).first()
     result: dict[str, Any] = {"nnz": nnz, "users": users, "items": items, "rank": rank}
 
     def spark_fit(iterations: int) -> None:
@@ -131,7 +132,7 @@ def bench_training(spark: SparkSession, ratings_path: str, rank: int, repeats: i
         result["implicit"] = "not installed: pip install -e '.[bench]'"
         return result
     frame = ratings.toPandas()
-    matrix = sparse.csr_matrix((frame.rating.to_numpy("float32"), (frame.user.to_numpy(), frame.item.to_numpy())),
+    matrix = sparse.csr_matrix((frame.rating.to_numpy("float32"), (frame.user_idx.to_numpy(), frame.item_idx.to_numpy())),
                                shape=(users, items))
 
     def implicit_fit(iterations: int) -> None:
@@ -171,8 +172,9 @@ def bench_implicit_recommend(data: dict[str, Any], event_types: list[str], n: in
     item_factors = np.zeros((item_rows, model.rank), np.float32)
     item_factors[items.id.to_numpy()] = np.stack(items.features.to_numpy())
     seen = bench_scoring.seen_pairs(data, event_types).toPandas()
-    seen = seen[(seen.user < user_rows) & (seen.item < item_rows)]
-    liked = sparse.csr_matrix((np.ones(len(seen), np.float32), (seen.user, seen.item)), shape=(user_rows, item_rows))
+    seen = seen[(seen.user_idx < user_rows) & (seen.item_idx < item_rows)]
+    liked = sparse.csr_matrix((np.ones(len(seen), np.float32), (seen.user_idx, seen.item_idx)),
+                              shape=(user_rows, item_rows))
     reference = implicit.cpu.als.AlternatingLeastSquares(factors=model.rank, num_threads=os.cpu_count() or 1)
     reference.user_factors, reference.item_factors = user_factors, item_factors
     ids = users.id.to_numpy()
@@ -189,13 +191,14 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines = ["# Benchmarks", "", f"Measured {results['measured_at']} by `scripts/bench.py` "
              "(medians of several runs, min-max in brackets).", "", "## Machine", "", "```json",
              json.dumps(results["machine"], indent=2), "```", "", "## Nightly pipeline", "",
-             "| events | ratings | users | items | total s | ingest | aggregate | train (+gate) | recommend | peak heap MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| events | ratings | users | items | total s | ingest | aggregate | train | gate | recommend | peak heap MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for size, fig in results["pipeline"].items():
         lines.append(
             f"| {size} | {fig['ratings']:,} | {fig['users']:,} | {fig['items']:,} | "
             f"{fig['total']['median']} [{fig['total']['min']}-{fig['total']['max']}] | {fig['ingest']['median']} | "
-            f"{fig['aggregate']['median']} | {fig['train']['median']} | {fig['recommend']['median']} | "
+            f"{fig['aggregate']['median']} | {fig['train']['median']} | {fig['gate']['median']} | "
+            f"{fig['recommend']['median']} | "
             f"{fig['peak_heap_mb']['median']} |")
     for pair, ratio in results.get("growth", {}).items():
         lines.append(f"\nGrowth {pair}: events x{ratio['events']:.0f}, total time x{ratio['total']:.2f}")
@@ -241,7 +244,7 @@ def main() -> None:
         log = work / f"log-{size}"
         if not (log / "_SUCCESS").exists():
             print(f"generating {size:,} events", flush=True)
-            pipeline.generate(spark, spec_for(size), str(log))
+            generate.run(spark, spec_for(size), str(log))
         print(f"nightly on {size:,} events", flush=True)
         repeats = 1 if size >= args.big else args.repeats
         results["pipeline"][f"{size:,}"] = bench_pipeline(spark, str(log), work / f"out-{size}", repeats, overrides)

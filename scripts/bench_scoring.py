@@ -26,8 +26,8 @@ from _bench_common import local_session, machine, timed  # noqa: E402
 from sparkals.config import ALSSettings, IngestSettings, InputSettings, RatingsSettings  # noqa: E402
 from sparkals.generate import GeneratorSpec, generate_events  # noqa: E402
 from sparkals.ingest import accepted, parse_events  # noqa: E402
-from sparkals.ratings import build_index, build_ratings, index_ratings  # noqa: E402
-from sparkals.recommend import native_top_n_filtered  # noqa: E402
+from native_scoring import native_top_n_filtered  # noqa: E402
+from sparkals.ratings import build_indexes, build_ratings, index_ratings  # noqa: E402
 from sparkals.score import item_matrix, score_all  # noqa: E402
 from sparkals.train import train_als  # noqa: E402
 
@@ -40,8 +40,7 @@ def prepare(spark: SparkSession, spec: GeneratorSpec, rank: int, workdir: str) -
     events.write.mode("overwrite").parquet(f"{workdir}/events")
     events = spark.read.parquet(f"{workdir}/events")
     ratings = build_ratings(events, RatingsSettings(), RUN_DATE)
-    users = build_index(ratings.select(F.col("user_id").alias("id")))
-    items = build_index(ratings.select(F.col("item_id").alias("id")))
+    users, items = build_indexes(ratings)
     users.write.mode("overwrite").parquet(f"{workdir}/users")
     items.write.mode("overwrite").parquet(f"{workdir}/items")
     users, items = spark.read.parquet(f"{workdir}/users"), spark.read.parquet(f"{workdir}/items")
@@ -53,20 +52,15 @@ def prepare(spark: SparkSession, spec: GeneratorSpec, rank: int, workdir: str) -
 
 
 def seen_pairs(data: dict[str, Any], event_types: list[str]) -> DataFrame:
-    """(`user`, `item`) index pairs each user must not be recommended, cached for both paths."""
+    """(`user_idx`, `item_idx`) pairs each user must not be recommended, cached for both paths."""
     chosen = data["events"].filter(F.col("event").isin(event_types)).select("user_id", "item_id").distinct()
-    return (
-        chosen.join(data["users"].select(F.col("id").alias("user_id"), F.col("idx").alias("user")), "user_id")
-        .join(data["items"].select(F.col("id").alias("item_id"), F.col("idx").alias("item")), "item_id")
-        .select("user", "item")
-        .cache()
-    )
+    return chosen.join(data["users"], "user_id").join(data["items"], "item_id").select("user_idx", "item_idx").cache()
 
 
 def run_blocked(data: dict[str, Any], seen: DataFrame, n: int, block_size: int) -> None:
     model = data["model"]
     users = model.userFactors.select(F.col("id").alias("key"), "features").join(
-        seen.groupBy(F.col("user").alias("key")).agg(F.collect_list("item").alias("seen")), "key", "left"
+        seen.groupBy(F.col("user_idx").alias("key")).agg(F.collect_list("item_idx").alias("seen")), "key", "left"
     )
     score_all(users, item_matrix(model.itemFactors), n, block_size=block_size).write.format("noop").mode(
         "overwrite"
@@ -83,7 +77,7 @@ def bench(spark: SparkSession, data: dict[str, Any], n: int, repeats: int, block
     results: dict[str, Any] = {"users": scored_users, "items": data["model"].itemFactors.count(), "top_n": n}
     for label, event_types in filters.items():
         seen = seen_pairs(data, event_types)
-        widest = seen.groupBy("user").count().agg(F.max("count")).first()[0] or 0
+        widest = seen.groupBy("user_idx").count().agg(F.max("count")).first()[0] or 0
         entry: dict[str, Any] = {"filter_events": event_types, "seen_pairs": seen.count(), "max_seen": widest}
         entry["native"] = timed(lambda: run_native(data, seen, n), repeats)
         for block_size in block_sizes:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
+
+# Benchmark baselines the tests also use as references (scripts/native_scoring.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)

@@ -23,7 +23,7 @@ from typing import Iterator
 import pytest
 from pyspark.sql import functions as F
 
-from sparkals import pipeline
+from sparkals.stages import generate
 from sparkals.generate import GeneratorSpec
 
 pytestmark = pytest.mark.cluster
@@ -210,7 +210,7 @@ def test_executors_import_sparkals_from_the_shipped_zip(cluster, tmp_path):
 def test_nightly_on_a_standalone_cluster(cluster, spark, tmp_path):
     events = tmp_path / "events"
     spec = GeneratorSpec(users=300, items=100, events=20_000, seed=3, start=dt.date(2026, 8, 1), days=60)
-    pipeline.generate(spark, spec, str(events))
+    generate.run(spark, spec, str(events))
     out = tmp_path / "out"
 
     stdout, stderr = _submit(cluster, [

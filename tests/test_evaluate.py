@@ -8,10 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from sparkals import cli, pipeline
+from sparkals import cli
 from sparkals.config import ALSSettings, EvaluateSettings, RatingsSettings, load_config
-from sparkals.evaluate import evaluate_holdout, relevance, split_events
+from sparkals.evaluate import evaluate_holdout, relevance
 from sparkals.generate import GeneratorSpec
+from sparkals.split import Holdout, split_events
+from sparkals.stages import generate
 from sparkals.metrics import ranking_metrics
 from sparkals.ratings import build_ratings
 from sparkals.report import html_page, markdown
@@ -29,7 +31,7 @@ def ingested(spark, tmp_path_factory):
     """A 150k-event log with planted tastes, ingested once for the module: (output root, args)."""
     base = tmp_path_factory.mktemp("evaluate")
     spec = GeneratorSpec(users=1500, items=600, events=150_000, seed=5, start=dt.date(2026, 7, 1), days=90)
-    pipeline.generate(spark, spec, str(base / "log"))
+    generate.run(spark, spec, str(base / "log"))
     args = ["--run-date", RUN_DATE, "--set", f"input.path={base / 'log'}", "--set", f"output.root={base / 'out'}", *SMALL]
     assert cli.main(["ingest", *args]) == 0
     return base / "out", args
@@ -121,7 +123,7 @@ def test_against_implicit_same_metric_numbers_and_comparable_quality(spark, inge
     row_of = {user: row for row, user in enumerate(users.cat.categories)}
     truth_sets: dict[str, set[str]] = {}
     for row in truth.collect():
-        truth_sets.setdefault(row["user"], set()).add(row["item"])
+        truth_sets.setdefault(row["user_id"], set()).add(row["item_id"])
     scored = [u for u in truth_sets if u in row_of]
     with threadpool_limits(1, "blas"):
         model = implicit.als.AlternatingLeastSquares(factors=16, regularization=0.05, alpha=10.0, iterations=10,
@@ -132,7 +134,7 @@ def test_against_implicit_same_metric_numbers_and_comparable_quality(spark, inge
     lists = {u: [str(items.cat.categories[j]) for j in ids[n] if j >= 0] for n, u in enumerate(scored)}
     recs = spark.createDataFrame(
         [(u, item, rank) for u, ranked in lists.items() for rank, item in enumerate(ranked, 1)],
-        "user string, item string, rank int",
+        "user_id string, item_id string, rank int",
     )
 
     ours = ranking_metrics(recs, truth, [5, 10, 20])
@@ -152,16 +154,14 @@ def test_against_implicit_same_metric_numbers_and_comparable_quality(spark, inge
 
 
 def test_max_test_users_keeps_the_same_users_every_time(spark):
-    from sparkals.evaluate import Holdout
-
     schema = "user_id string, item_id string, event string"
     train = spark.createDataFrame([(f"u{i}", "old", "view") for i in range(8)], schema)
     test = spark.createDataFrame([(f"u{i}", f"i{j}", "view") for i in range(8) for j in range(2)], schema)
     holdout = Holdout(train, test, "time", dt.date(2026, 10, 1))
     first, _ = relevance(holdout, EvaluateSettings(max_test_users=3))
     again, _ = relevance(holdout, EvaluateSettings(max_test_users=3))
-    users = sorted(r.user for r in first.select("user").distinct().collect())
+    users = sorted(r.user_id for r in first.select("user_id").distinct().collect())
     assert len(users) == 3 and first.count() == 6  # every relevant pair of the chosen users
-    assert sorted(r.user for r in again.select("user").distinct().collect()) == users
+    assert sorted(r.user_id for r in again.select("user_id").distinct().collect()) == users
     everyone, _ = relevance(holdout, EvaluateSettings(max_test_users=0))
-    assert everyone.select("user").distinct().count() == 8
+    assert everyone.select("user_id").distinct().count() == 8

@@ -1,5 +1,6 @@
 """Ingest: mapping, quarantine with exact counts per reason, clear errors, ids of every kind."""
 
+import dataclasses
 import datetime as dt
 import gzip
 import json
@@ -8,7 +9,10 @@ from pathlib import Path
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from sparkals import cli, pipeline
+from sparkals import cli
+from sparkals.errors import PipelineError
+from sparkals.paths import Paths
+from sparkals.stages import ingest
 from sparkals.config import IngestSettings, InputColumns, InputSettings
 from sparkals.ingest import InputSchemaError, accepted, parse_events
 
@@ -64,7 +68,7 @@ def test_a_missing_mapped_column_is_named(spark):
 
 def run_ingest(spark, small_settings, path, *overrides, run_date=RUN_DATE):
     cfg = small_settings(f"input.path={path}", *overrides)
-    result = pipeline.ingest(spark, cfg, run_date)
+    result = dataclasses.asdict(ingest.run(spark, cfg, run_date))
     result.pop("seconds")
     return cfg, result
 
@@ -81,12 +85,12 @@ def test_bad_csv_corpus_exact_counts_per_reason(spark, small_settings, tmp_path)
     assert result["rows_read"] == result["accepted"] + result["quarantined"] + result["duplicates"]
     record = json.loads((tmp_path / "out" / "runs" / f"run_date={RUN_DATE}" / "ingest.json").read_text())
     assert record["quarantined_by_reason"] == EXPECTED_REASONS
-    quarantine = spark.read.parquet(pipeline.Paths(cfg.output.root).quarantine(RUN_DATE))
+    quarantine = spark.read.parquet(Paths(cfg.output.root).quarantine(RUN_DATE))
     got = {r.reason: r["count"] for r in quarantine.groupBy("reason").count().collect()}
     assert got == EXPECTED_REASONS
     (truncated,) = quarantine.filter("raw_event = 'view' AND raw_itemid IS NULL").collect()
     assert truncated.raw__corrupt_record == "1433221999000,1,view"
-    events = spark.read.parquet(pipeline.Paths(cfg.output.root).events)
+    events = spark.read.parquet(Paths(cfg.output.root).events)
     assert sorted(r.item_id for r in events.collect()) == ["248676", "355908", "8", "sku-ABC"]
 
 
@@ -98,7 +102,7 @@ def test_unknown_events_can_be_dropped_and_are_still_counted(spark, small_settin
 
 
 def test_too_many_bad_rows_fail_before_anything_downstream(spark, small_settings, tmp_path):
-    with pytest.raises(pipeline.PipelineError, match=r"64\.3% of 14 rows were quarantined.*Nothing was written"):
+    with pytest.raises(PipelineError, match=r"64\.3% of 14 rows were quarantined.*Nothing was written"):
         run_ingest(spark, small_settings, DATA / "retailrocket_bad.csv")
     assert not (tmp_path / "out" / "events").exists()
     assert (tmp_path / "out" / "quarantine" / f"run_date={RUN_DATE}").exists()
@@ -115,7 +119,7 @@ def test_json_lines_with_a_broken_line_and_ids_of_every_kind(spark, small_settin
     cfg, result = run_ingest(spark, small_settings, DATA / "events.jsonl", "input.format=json",
                              "ingest.max_quarantine_share=1.0")
     assert (result["rows_read"], result["accepted"], result["quarantined"]) == (4, 3, 1)
-    events = spark.read.parquet(pipeline.Paths(cfg.output.root).events)
+    events = spark.read.parquet(Paths(cfg.output.root).events)
     assert {(r.user_id, r.item_id) for r in events.collect()} == {
         ("9223372036854775807", "12345678901234"), ("anna@example.com", "B-7"), ("3", "4")}
 
@@ -126,7 +130,7 @@ def test_json_lines_with_a_broken_line_and_ids_of_every_kind(spark, small_settin
     (lambda tmp: DATA / "header_only.csv", "holds no rows"),
 ])
 def test_unusable_inputs_are_clear_errors(spark, small_settings, tmp_path, make, message):
-    with pytest.raises(pipeline.PipelineError, match=message):
+    with pytest.raises(PipelineError, match=message):
         run_ingest(spark, small_settings, make(tmp_path))
 
 

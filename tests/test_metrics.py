@@ -11,13 +11,12 @@ from sparkals.metrics import (
     catalogue_coverage_at,
     exclude_seen,
     exclude_seen_truth,
-    popular_items,
-    popularity_recs,
     ranking_metrics,
 )
+from sparkals.popularity import popular_items, popularity_recs
 
-RECS = "user string, item string, rank int"
-PAIRS = "user string, item string"
+RECS = "user_id string, item_id string, rank int"
+PAIRS = "user_id string, item_id string"
 
 
 def recs_of(spark, lists: dict[str, list[str]], schema: str = RECS):
@@ -118,7 +117,7 @@ def test_recall_and_recall_capped_differ_when_truth_is_longer_than_k(spark):
 
 def test_rank_decides_not_score(spark):
     # Equal scores; the ranks put p before q. truth {q}: at K=1 no hit; swapping the ranks gives a hit.
-    schema = "user string, item string, rank int, score double"
+    schema = "user_id string, item_id string, rank int, score double"
     truth = pairs_of(spark, {"u": ["q"]})
     p_first = spark.createDataFrame([("u", "p", 1, 0.5), ("u", "q", 2, 0.5)], schema)
     q_first = spark.createDataFrame([("u", "p", 2, 0.5), ("u", "q", 1, 0.5)], schema)
@@ -146,8 +145,8 @@ def test_duplicate_recommendations_count_once_at_their_best_rank(spark):
 
 def test_any_key_types(spark):
     # Integer users and long items (ALS indexes or raw numeric ids): hit at 2 of 2, truth size 1.
-    recs = spark.createDataFrame([(7, 2**40, 1), (7, 5, 2)], "user int, item long, rank int")
-    truth = spark.createDataFrame([(7, 5)], "user int, item long")
+    recs = spark.createDataFrame([(7, 2**40, 1), (7, 5, 2)], "user_id int, item_id long, rank int")
+    truth = spark.createDataFrame([(7, 5)], "user_id int, item_id long")
     got = ranking_metrics(recs, truth, [2])[2]
     assert (got["precision"], got["map"]) == pytest.approx((0.5, 0.5), rel=1e-12)
 
@@ -240,7 +239,7 @@ def test_catalogue_coverage_counts_distinct_items_in_top_k(spark):
 
 
 def test_exclude_seen_removes_training_items_and_renumbers(spark):
-    schema = "user string, item string, rank int, score double"
+    schema = "user_id string, item_id string, rank int, score double"
     recs = spark.createDataFrame(
         [("u1", "a", 1, 0.9), ("u1", "b", 2, 0.8), ("u1", "c", 3, 0.7), ("u1", "d", 4, 0.6), ("u2", "a", 1, 0.5)], schema
     )
@@ -270,7 +269,7 @@ def test_popular_items_counts_distinct_users(spark):
         ],
         EVENTS,
     )
-    schema = "item string, rank int, score double"
+    schema = "item_id string, rank int, score double"
     assertDataFrameEqual(
         popular_items(train, 3),
         spark.createDataFrame([("i1", 1, 3.0), ("i2", 2, 2.0), ("i3", 3, 1.0)], schema),
@@ -284,12 +283,12 @@ def test_popular_items_counts_distinct_users(spark):
 
 def popular_list(spark, items: list[str]):
     rows = [(item, r, float(100 - r)) for r, item in enumerate(items, start=1)]
-    return spark.createDataFrame(rows, "item string, rank int, score double")
+    return spark.createDataFrame(rows, "item_id string, rank int, score double")
 
 
 def test_popularity_recs_skip_training_items_and_keep_n(spark):
     popular = popular_list(spark, ["p1", "p2", "p3", "p4", "p5", "p6"])
-    users = spark.createDataFrame([("u1",), ("u2",), ("u3",)], "user string")
+    users = spark.createDataFrame([("u1",), ("u2",), ("u3",)], "user_id string")
     # u1 saw p1 and p3 (and an unpopular item): draws from p1..p5 -> p2, p4, p5.
     # u2 saw p1..p4: draws from p1..p7 (only 6 exist) -> p5, p6: fewer than n, all there is.
     # u3 saw nothing: p1, p2, p3.
@@ -298,16 +297,16 @@ def test_popularity_recs_skip_training_items_and_keep_n(spark):
         [("u1", "p2", 1, 98.0), ("u1", "p4", 2, 96.0), ("u1", "p5", 3, 95.0),
          ("u2", "p5", 1, 95.0), ("u2", "p6", 2, 94.0),
          ("u3", "p1", 1, 99.0), ("u3", "p2", 2, 98.0), ("u3", "p3", 3, 97.0)],
-        "user string, item string, rank int, score double",
+        "user_id string, item_id string, rank int, score double",
     )
     assertDataFrameEqual(popularity_recs(users, popular, 3, seen), expected)
 
 
 def test_popularity_recs_without_seen_is_the_same_list_for_everyone(spark):
     popular = popular_list(spark, ["p1", "p2", "p3"])
-    users = spark.createDataFrame([("u1",), ("u2",), ("u1",)], "user string")
+    users = spark.createDataFrame([("u1",), ("u2",), ("u1",)], "user_id string")
     expected = spark.createDataFrame(
         [("u1", "p1", 1, 99.0), ("u1", "p2", 2, 98.0), ("u2", "p1", 1, 99.0), ("u2", "p2", 2, 98.0)],
-        "user string, item string, rank int, score double",
+        "user_id string, item_id string, rank int, score double",
     )
     assertDataFrameEqual(popularity_recs(users, popular, 2), expected)

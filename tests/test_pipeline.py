@@ -8,12 +8,14 @@ from pyspark.testing import assertDataFrameEqual
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
-from sparkals import cli, pipeline
-from sparkals.generate import GeneratorSpec, generate_events
+from native_scoring import top_n_indexed
+from sparkals import cli
 from sparkals.config import IngestSettings, InputSettings
+from sparkals.errors import PipelineError
+from sparkals.generate import GeneratorSpec, generate_events
 from sparkals.ingest import accepted, parse_events
-from sparkals.ratings import aggregate_ratings, build_index, index_ratings
-from sparkals.recommend import top_n_indexed
+from sparkals.ratings import aggregate_ratings, build_indexes, index_ratings
+from sparkals.stages import aggregate, generate
 from sparkals.train import train_als
 
 RUN_DATE = "2026-10-01"
@@ -23,7 +25,7 @@ RUN_DATE = "2026-10-01"
 def event_log(spark, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("log") / "events")
     spec = GeneratorSpec(users=800, items=300, events=30_000, seed=11, start=dt.date(2026, 7, 1), days=90)
-    pipeline.generate(spark, spec, out)
+    generate.run(spark, spec, out)
     return out
 
 
@@ -68,8 +70,8 @@ def test_nightly_writes_n_distinct_ranked_items_per_user(spark, event_log, tmp_p
 
 
 def test_stage_without_its_input_says_what_to_run(spark, small_settings):
-    with pytest.raises(pipeline.PipelineError, match="run `sparkals ingest` first"):
-        pipeline.aggregate(spark, small_settings(), dt.date(2026, 10, 1))
+    with pytest.raises(PipelineError, match="run `sparkals ingest` first"):
+        aggregate.run(spark, small_settings(), dt.date(2026, 10, 1))
 
 
 def test_missing_input_path_is_a_clear_cli_error(spark, tmp_path, capsys):
@@ -80,7 +82,7 @@ def test_missing_input_path_is_a_clear_cli_error(spark, tmp_path, capsys):
 
 def _hit_rate(recs, held_out, users):
     """Share of test users with at least one held-out item in their list."""
-    hits = recs.join(held_out, ["user", "item"]).select("user").distinct().count()
+    hits = recs.join(held_out, ["user_idx", "item_idx"]).select("user_idx").distinct().count()
     return hits / users
 
 
@@ -92,33 +94,32 @@ def test_als_beats_random_and_most_popular_on_planted_tastes(spark):
     train_events = good.filter(F.col("ts") < F.lit(cutoff))
     test_events = good.filter(F.col("ts") >= F.lit(cutoff))
     ratings = aggregate_ratings(train_events, {"view": 1.0, "addtocart": 5.0, "transaction": 10.0})
-    users = build_index(ratings.select(F.col("user_id").alias("id")))
-    items = build_index(ratings.select(F.col("item_id").alias("id")))
+    users, items = build_indexes(ratings)
     train = index_ratings(ratings, users, items).cache()
-    seen = train.select("user", "item")
+    seen = train.select("user_idx", "item_idx")
     held_out = (
         index_ratings(aggregate_ratings(test_events, {"view": 1.0, "addtocart": 5.0, "transaction": 10.0}), users, items)
-        .select("user", "item").join(seen, ["user", "item"], "left_anti").cache()
+        .select("user_idx", "item_idx").join(seen, ["user_idx", "item_idx"], "left_anti").cache()
     )
-    test_users = held_out.select("user").distinct().count()
+    test_users = held_out.select("user_idx").distinct().count()
     k = 10
 
     from sparkals.config import ALSSettings
 
     model = train_als(train, ALSSettings(rank=16, max_iter=8, reg_param=0.05, alpha=10.0,
                                          num_user_blocks=2, num_item_blocks=2)).model
-    candidates = top_n_indexed(model, 60).join(seen, ["user", "item"], "left_anti")
-    by_score = Window.partitionBy("user").orderBy(F.desc("score"))
+    candidates = top_n_indexed(model, 60).join(seen, ["user_idx", "item_idx"], "left_anti")
+    by_score = Window.partitionBy("user_idx").orderBy(F.desc("score"))
     als_top = candidates.withColumn("r", F.row_number().over(by_score)).filter(F.col("r") <= k)
 
-    popular = train.groupBy("item").agg(F.sum("rating").alias("score"))
-    test_user_ids = held_out.select("user").distinct()
+    popular = train.groupBy("item_idx").agg(F.sum("rating").alias("score"))
+    test_user_ids = held_out.select("user_idx").distinct()
     pop_top = (
-        test_user_ids.crossJoin(popular).join(seen, ["user", "item"], "left_anti")
+        test_user_ids.crossJoin(popular).join(seen, ["user_idx", "item_idx"], "left_anti")
         .withColumn("r", F.row_number().over(by_score)).filter(F.col("r") <= k)
     )
     rand_top = (
-        test_user_ids.crossJoin(popular.select("item")).join(seen, ["user", "item"], "left_anti")
+        test_user_ids.crossJoin(popular.select("item_idx")).join(seen, ["user_idx", "item_idx"], "left_anti")
         .withColumn("score", F.rand(1))
         .withColumn("r", F.row_number().over(by_score)).filter(F.col("r") <= k)
     )
@@ -161,9 +162,7 @@ def test_nightly_filters_seen_items_serves_light_users_and_reruns_identically(sp
     assert recs.select("user_id").distinct().count() == events.select("user_id").distinct().count()
 
     # Users below ratings.min_user_items have no factors: exactly they are served the fallback.
-    indexed = spark.read.parquet(str(out / "indexes" / f"run_date={RUN_DATE}" / "users")).select(
-        F.col("id").alias("user_id")
-    )
+    indexed = spark.read.parquet(str(out / "indexes" / f"run_date={RUN_DATE}" / "users")).select("user_id")
     light = events.select("user_id").distinct().join(indexed, "user_id", "left_anti")
     served = recs.groupBy("user_id").agg(F.collect_set("source").alias("sources"))
     assert 0 < light.count() < indexed.count() + light.count()
@@ -201,18 +200,18 @@ def test_quality_gate_refuses_a_worse_model_and_keeps_serving_the_current_one(sp
     good = ["--set", "als.rank=8", "--set", "als.max_iter=6"]
     assert cli.main(["nightly", "--run-date", "2026-09-29", *common, *good]) == 0
     first = json.loads((out / "runs" / "run_date=2026-09-29" / "summary.json").read_text())
-    assert first["status"] == "succeeded" and first["train"]["gate"]["status"] == "promoted"
+    assert first["status"] == "succeeded" and first["gate"]["status"] == "promoted"
     current = json.loads((out / "models" / "_CURRENT.json").read_text())
     assert current["model_version"] == first["train"]["model_version"]
 
     worse = ["--set", "als.rank=1", "--set", "als.max_iter=1"]
     assert cli.main(["nightly", "--run-date", RUN_DATE, *common, *worse]) == cli.GATED
     second = json.loads((out / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text())
-    gate = second["train"]["gate"]
+    gate = second["gate"]
     assert second["status"] == "gated" and gate["status"] == "refused"
     assert gate["candidate_score"] < gate["floor"] < gate["current_score"]
     assert json.loads((out / "models" / "_CURRENT.json").read_text()) == current  # unchanged
     served = spark.read.parquet(str(out / "recommendations" / f"run_date={RUN_DATE}"))
     assert {r.model_version for r in served.select("model_version").distinct().collect()} == {current["model_version"]}
     assert served.groupBy("user_id").count().filter("count != 5").count() == 0
-    assert second["revision"] and second["stage_seconds"].keys() == {"ingest", "aggregate", "train", "recommend"}
+    assert second["revision"] and second["stage_seconds"].keys() == {"ingest", "aggregate", "train", "gate", "recommend"}

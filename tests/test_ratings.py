@@ -28,24 +28,24 @@ def test_event_types_without_weight_are_ignored(spark):
 
 
 def test_index_is_dense_and_round_trips(spark):
-    ids = spark.createDataFrame([("b",), ("a",), ("9223372036854775807",), ("a",)], "id string")
-    index = build_index(ids)
-    assert sorted(r.idx for r in index.collect()) == [0, 1, 2]
-    assert dict((r.id, r.idx) for r in index.collect()) == {"9223372036854775807": 0, "a": 1, "b": 2}
-    assert index.schema["idx"].dataType.simpleString() == "int"
+    ids = spark.createDataFrame([("b",), ("a",), ("9223372036854775807",), ("a",)], "user_id string")
+    index = build_index(ids, "user_id")
+    assert sorted(r.user_idx for r in index.collect()) == [0, 1, 2]
+    assert dict((r.user_id, r.user_idx) for r in index.collect()) == {"9223372036854775807": 0, "a": 1, "b": 2}
+    assert index.schema["user_idx"].dataType.simpleString() == "int"
 
 
 def test_known_ids_keep_their_index_and_new_ones_follow(spark):
-    old = build_index(spark.createDataFrame([("x",), ("m",)], "id string"))
-    new = build_index(spark.createDataFrame([("a",), ("x",), ("z",)], "id string"), old)
-    got = {r.id: r.idx for r in new.collect()}
+    old = build_index(spark.createDataFrame([("x",), ("m",)], "item_id string"), "item_id")
+    new = build_index(spark.createDataFrame([("a",), ("x",), ("z",)], "item_id string"), "item_id", old)
+    got = {r.item_id: r.item_idx for r in new.collect()}
     assert got == {"m": 0, "x": 1, "a": 2, "z": 3}
 
 
 def test_index_ratings_gives_the_columns_als_takes(spark):
     ratings = spark.createDataFrame([("u", "i", 3.0)], "user_id string, item_id string, rating double")
-    users = spark.createDataFrame([("u", 4)], "id string, idx int")
-    items = spark.createDataFrame([("i", 7)], "id string, idx int")
+    users = spark.createDataFrame([("u", 4)], "user_id string, user_idx int")
+    items = spark.createDataFrame([("i", 7)], "item_id string, item_idx int")
     assert [tuple(r) for r in index_ratings(ratings, users, items).collect()] == [(4, 7, 3.0)]
 
 
@@ -64,8 +64,9 @@ import math
 import numpy as np
 from pyspark.sql import functions as F
 
-from sparkals import pipeline
 from sparkals.config import RatingsSettings
+from sparkals.paths import Paths
+from sparkals.stages import aggregate
 from sparkals.ratings import (
     IndexOverflowError,
     build_ratings,
@@ -178,23 +179,23 @@ def test_heavy_users_are_dropped_whole(spark):
 
 def test_excluded_items_from_config_and_from_a_list(spark):
     events = timed_events(spark, [("u", i, "view", END_OF_RUN_DATE) for i in ("a", "b", "c")])
-    more = spark.createDataFrame([("c",)], "id string")
+    more = spark.createDataFrame([("c",)], "item_id string")
     got = as_dict(build_ratings(events, RatingsSettings(exclude_items=["a"]), RUN_DATE, more))
     assert got == {("u", "b"): 1.0}
 
 
 def test_index_refuses_to_overflow_before_numbering(spark):
-    ids = spark.createDataFrame([(str(i),) for i in range(4)], "id string")
+    ids = spark.createDataFrame([(str(i),) for i in range(4)], "item_id string")
     with pytest.raises(IndexOverflowError, match="4 distinct ids do not fit the index"):
-        build_index(ids, limit=2)
-    existing = spark.createDataFrame([("x", 2)], "id string, idx int")
+        build_index(ids, "item_id", limit=2)
+    existing = spark.createDataFrame([("x", 2)], "item_id string, item_idx int")
     with pytest.raises(IndexOverflowError, match="7 distinct ids"):
-        build_index(ids, existing, limit=5)
+        build_index(ids, "item_id", existing, limit=5)
 
 
 def test_index_numbering_is_the_sorted_position_across_many_partitions(spark):
-    ids = spark.range(0, 3000, numPartitions=5).select(F.format_string("id%05d", "id").alias("id"))
-    index = {r.id: r.idx for r in build_index(ids).collect()}
+    ids = spark.range(0, 3000, numPartitions=5).select(F.format_string("id%05d", "id").alias("user_id"))
+    index = {r.user_id: r.user_idx for r in build_index(ids, "user_id").collect()}
     assert index == {f"id{i:05d}": i for i in range(3000)}
 
 
@@ -216,18 +217,18 @@ def test_second_night_keeps_every_old_index_and_numbers_new_ids(spark, small_set
     day1, day2 = dt.date(2026, 10, 1), dt.date(2026, 10, 2)
     _write_events(spark, root, [("u1", "i1", "view", dt.datetime(2026, 10, 1, 8)),
                                 ("u2", "i2", "view", dt.datetime(2026, 10, 1, 9))])
-    pipeline.aggregate(spark, cfg, day1)
-    first_users = {r.id: r.idx for r in spark.read.parquet(pipeline.Paths(root).user_index(day1)).collect()}
-    first_items = {r.id: r.idx for r in spark.read.parquet(pipeline.Paths(root).item_index(day1)).collect()}
+    aggregate.run(spark, cfg, day1)
+    first_users = {r.user_id: r.user_idx for r in spark.read.parquet(Paths(root).user_index(day1)).collect()}
+    first_items = {r.item_id: r.item_idx for r in spark.read.parquet(Paths(root).item_index(day1)).collect()}
     _write_events(spark, root, [("a0", "i0", "view", dt.datetime(2026, 10, 2, 8)),
                                 ("u1", "i3", "view", dt.datetime(2026, 10, 2, 9))])
-    result = pipeline.aggregate(spark, cfg, day2)
-    users = {r.id: r.idx for r in spark.read.parquet(pipeline.Paths(root).user_index(day2)).collect()}
-    items = {r.id: r.idx for r in spark.read.parquet(pipeline.Paths(root).item_index(day2)).collect()}
+    result = aggregate.run(spark, cfg, day2)
+    users = {r.user_id: r.user_idx for r in spark.read.parquet(Paths(root).user_index(day2)).collect()}
+    items = {r.item_id: r.item_idx for r in spark.read.parquet(Paths(root).item_index(day2)).collect()}
     assert all(users[k] == v for k, v in first_users.items())
     assert all(items[k] == v for k, v in first_items.items())
     assert users["a0"] == 2 and items["i0"] == 2 and items["i3"] == 3
     assert sorted(users.values()) == list(range(3)) and sorted(items.values()) == list(range(4))
     stats = json.loads((tmp_path / "out" / "ratings" / f"run_date={day2}" / "_stats.json").read_text())
-    assert stats["users"] == result["users"] == 3 and stats["nonzeros"] == 4
+    assert stats["users"] == result.users == 3 and stats["nonzeros"] == 4
     assert set(stats["items_per_user"]) >= {"p50", "p90", "p99"}

@@ -55,7 +55,7 @@ def test_blocked_scorer_equals_brute_force_and_never_returns_seen_items(spark, s
     excluded = set(rng.choice(item_ids, 3, replace=False).tolist())
 
     items = _factors_frame(spark, item_ids, item_vecs)
-    matrix = item_matrix(items, excluded=spark.createDataFrame([(int(i),) for i in excluded], "item int"))
+    matrix = item_matrix(items, excluded=spark.createDataFrame([(int(i),) for i in excluded], "item_idx int"))
     users = spark.createDataFrame(
         [(f"u{u}", [float(x) for x in user_vecs[u]], sorted(int(i) for i in seen[u])) for u in range(n_users)],
         "key string, features array<float>, seen array<int>",
@@ -66,12 +66,12 @@ def test_blocked_scorer_equals_brute_force_and_never_returns_seen_items(spark, s
     for u in range(n_users):
         mine = got[got.key == f"u{u}"].sort_values("rank")
         assert mine["rank"].tolist() == list(range(1, len(mine) + 1))
-        assert mine["item"].tolist() == expected[u], f"user u{u}"
-        assert not set(mine["item"]) & (seen[u] | excluded)
+        assert mine["item_idx"].tolist() == expected[u], f"user u{u}"
+        assert not set(mine["item_idx"]) & (seen[u] | excluded)
         available = n_items - len((seen[u] - {99_999}) | excluded)
         assert len(mine) == min(n, available)
         np.testing.assert_allclose(
-            mine["score"].to_numpy(), [float(item_vecs[list(item_ids).index(i)] @ user_vecs[u]) for i in mine["item"]],
+            mine["score"].to_numpy(), [float(item_vecs[list(item_ids).index(i)] @ user_vecs[u]) for i in mine["item_idx"]],
             rtol=1e-4, atol=1e-4,
         )
     assert set(got["source"]) == {"als"}
@@ -79,19 +79,19 @@ def test_blocked_scorer_equals_brute_force_and_never_returns_seen_items(spark, s
 
 def test_users_without_factors_get_the_fallback_minus_what_they_have_seen(spark):
     items = _factors_frame(spark, [1, 2, 3, 4], [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5]])
-    popular = spark.createDataFrame([(1, 0.5), (2, 0.9), (3, 0.7), (77, 5.0)], "item int, score double")
+    popular = spark.createDataFrame([(1, 0.5), (2, 0.9), (3, 0.7), (77, 5.0)], "item_idx int, score double")
     matrix = item_matrix(items, fallback=popular)
     users = spark.createDataFrame(
         [("cold", None, [2]), ("new", None, None), ("warm", [1.0, 0.0], [3])],
         "key string, features array<float>, seen array<int>",
     )
     got = {key: rows for key, rows in score_all(users, matrix, 2).toPandas().groupby("key")}
-    assert got["cold"]["item"].tolist() == [3, 1] and set(got["cold"]["source"]) == {FALLBACK_SOURCE}
-    assert got["new"]["item"].tolist() == [2, 3]  # item 77 has no factors: not servable
-    assert got["warm"]["item"].tolist() == [1, 4] and set(got["warm"]["source"]) == {"als"}
+    assert got["cold"]["item_idx"].tolist() == [3, 1] and set(got["cold"]["source"]) == {FALLBACK_SOURCE}
+    assert got["new"]["item_idx"].tolist() == [2, 3]  # item 77 has no factors: not servable
+    assert got["warm"]["item_idx"].tolist() == [1, 4] and set(got["warm"]["source"]) == {"als"}
     # Item 4 was never popular: a fallback list never includes it, even when asked for more.
     cold_all = score_all(users.filter("key = 'new'"), matrix, 10).toPandas()
-    assert cold_all["item"].tolist() == [2, 3, 1]
+    assert cold_all["item_idx"].tolist() == [2, 3, 1]
 
 
 def test_without_a_fallback_users_without_factors_get_nothing(spark):
@@ -104,12 +104,12 @@ def test_similar_items_rank_by_cosine_and_leave_the_item_itself_out(spark):
     vectors = {1: [1.0, 0.0], 2: [0.9, 0.1], 3: [0.0, 1.0], 4: [-1.0, 0.0], 5: [2.0, 0.1]}
     items = _factors_frame(spark, list(vectors), list(vectors.values()))
     got = similar_items(items, 2).toPandas()
-    first = got[got["item"] == 1].sort_values("rank")
-    assert first["similar"].tolist() == [5, 2]  # 5 points the same way as 1 despite its length
+    first = got[got["item_idx"] == 1].sort_values("rank")
+    assert first["similar_item_idx"].tolist() == [5, 2]  # 5 points the same way as 1 despite its length
     unit = {k: np.array(v) / np.linalg.norm(v) for k, v in vectors.items()}
     assert first["score"].tolist() == pytest.approx([unit[1] @ unit[5], unit[1] @ unit[2]], abs=1e-5)
-    assert (got["item"] != got["similar"]).all()
-    assert got.groupby("item").size().eq(2).all()
+    assert (got["item_idx"] != got["similar_item_idx"]).all()
+    assert got.groupby("item_idx").size().eq(2).all()
 
 
 def test_positions_of_unknown_items_are_minus_one():
@@ -119,31 +119,31 @@ def test_positions_of_unknown_items_are_minus_one():
 
 def test_blocked_scorer_agrees_with_native_recommend_plus_anti_join_on_a_trained_model(spark):
     from sparkals.config import ALSSettings
-    from sparkals.recommend import native_top_n_filtered
+    from native_scoring import native_top_n_filtered
     from sparkals.train import train_als
 
     rng = np.random.default_rng(7)
     pairs = {(int(u), int(i)) for u, i in zip(rng.integers(0, 150, 3000), rng.zipf(1.5, 3000) % 120)}
-    ratings = spark.createDataFrame([(u, i, 1.0 + (u * i) % 3) for u, i in sorted(pairs)], "user int, item int, rating double")
+    ratings = spark.createDataFrame([(u, i, 1.0 + (u * i) % 3) for u, i in sorted(pairs)], "user_idx int, item_idx int, rating double")
     model = train_als(ratings, ALSSettings(rank=6, max_iter=3, num_user_blocks=2, num_item_blocks=2)).model
-    seen = ratings.select("user", "item")
-    native = native_top_n_filtered(model, seen, 5).toPandas().sort_values(["user", "rank"])
+    seen = ratings.select("user_idx", "item_idx")
+    native = native_top_n_filtered(model, seen, 5).toPandas().sort_values(["user_idx", "rank"])
 
     users = model.userFactors.select(F.col("id").alias("key"), "features").join(
-        seen.groupBy(F.col("user").alias("key")).agg(F.collect_list("item").alias("seen")), "key", "left"
+        seen.groupBy(F.col("user_idx").alias("key")).agg(F.collect_list("item_idx").alias("seen")), "key", "left"
     )
     mine = score_all(users, item_matrix(model.itemFactors), 5).toPandas().sort_values(["key", "rank"])
     assert len(mine) == len(native)
     # Same items at each rank unless two scores are equal to float precision; scores always agree.
     np.testing.assert_allclose(mine["score"].to_numpy(), native["score"].to_numpy(), rtol=1e-4, atol=1e-5)
-    same = (mine["item"].to_numpy() == native["item"].to_numpy()).mean()
+    same = (mine["item_idx"].to_numpy() == native["item_idx"].to_numpy()).mean()
     assert same > 0.99, f"only {same:.1%} of the (user, rank) cells agree"
 
 
 def test_fallback_ranks_by_recent_distinct_users_then_by_all_time_users(spark):
     import datetime as dt
 
-    from sparkals.recommend import fallback_scores
+    from sparkals.popularity import fallback_scores
 
     day = dt.date(2026, 11, 1)
     rows = [
@@ -157,10 +157,10 @@ def test_fallback_ranks_by_recent_distinct_users_then_by_all_time_users(spark):
     ]
     events = spark.createDataFrame(rows, "user_id string, item_id string, d string").select(
         "user_id", "item_id", F.to_date("d").alias("event_date"))
-    items = spark.createDataFrame([("a", 0), ("b", 1), ("c", 2)], "id string, idx int")
+    items = spark.createDataFrame([("a", 0), ("b", 1), ("c", 2)], "item_id string, item_idx int")
     # All-time users per item come from the ratings (one row per user and item): a 3, b 1, c 2.
-    ratings = spark.createDataFrame([(u, 0) for u in range(3)] + [(0, 1), (3, 2), (4, 2)], "user int, item int")
-    scores = {r["item"]: r["score"] for r in fallback_scores(events, ratings, items, day, 7).collect()}
+    ratings = spark.createDataFrame([(u, 0) for u in range(3)] + [(0, 1), (3, 2), (4, 2)], "user_idx int, item_idx int")
+    scores = {r["item_idx"]: r["score"] for r in fallback_scores(events, ratings, items, day, 7).collect()}
     # recent distinct users + all-time users / (most all-time users + 1)
     assert scores == pytest.approx({0: 0 + 3 / 4, 1: 1 + 1 / 4, 2: 2 + 2 / 4})
     assert sorted(scores, key=scores.get, reverse=True) == [2, 1, 0]

@@ -100,5 +100,5 @@ def test_leave_last_n_out_needs_a_positive_n(spark):
 def test_user_items_gives_distinct_pairs_in_metric_columns(spark):
     events = frame(spark, [ev("u1", "a", "2026-11-01 10:00:00"), ev("u1", "a", "2026-11-01 11:00:00", "cart"),
                            ev("u2", "a", "2026-11-01 10:00:00")])
-    expected = spark.createDataFrame([("u1", "a"), ("u2", "a")], "user string, item string")
+    expected = spark.createDataFrame([("u1", "a"), ("u2", "a")], "user_id string, item_id string")
     assertDataFrameEqual(user_items(events), expected)

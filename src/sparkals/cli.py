@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -16,7 +17,6 @@ from sparkals.session import use_spark_home
 use_spark_home()
 
 import sparkals  # noqa: E402
-from sparkals import pipeline  # noqa: E402
 from sparkals.config import Config, ConfigError, load_config  # noqa: E402
 from sparkals.errors import SparkalsError  # noqa: E402
 from sparkals.generate import GeneratorSpec  # noqa: E402
@@ -25,15 +25,25 @@ log = logging.getLogger("sparkals")
 
 GATED = 4  # exit status: the run finished, but the new model was refused by the quality gate
 
-STAGES: dict[str, Callable[..., dict[str, Any]]] = {
-    "ingest": pipeline.ingest,
-    "aggregate": pipeline.aggregate,
-    "train": pipeline.train,
-    "recommend": pipeline.recommend,
-    "nightly": pipeline.nightly,
-    "evaluate": pipeline.evaluate,
-    "tune": pipeline.tune,
+HELPS = {
+    "ingest": "read, validate and store the event log as clean Parquet events",
+    "aggregate": "turn clean events into indexed implicit ratings",
+    "train": "fit ALS (implicitPrefs) and save the model with its metadata",
+    "gate": "measure tonight's model on the holdout and make it serve unless it is worse",
+    "recommend": "write top-N recommendations per user as Parquet",
+    "nightly": "run ingest, aggregate, train, gate and recommend in order for one run date",
+    "evaluate": "measure ALS against popularity baselines on a holdout; write a report",
+    "tune": "grid-search ALS and confidence settings on the holdout; write the best as TOML",
 }
+
+
+def _stage(name: str) -> Callable[..., Any]:
+    """The stage's `run`, imported only once a session may be built (pyspark after findspark)."""
+    from sparkals.stages import aggregate, evaluate, gate, ingest, nightly, recommend, train, tune
+
+    modules = {"ingest": ingest, "aggregate": aggregate, "train": train, "gate": gate, "recommend": recommend,
+               "nightly": nightly, "evaluate": evaluate, "tune": tune}
+    return modules[name].run
 
 
 def _date(text: str) -> dt.date:
@@ -74,16 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
     gen.add_argument("--out", required=True, help="folder to write the log to")
 
-    helps = {
-        "ingest": "read, validate and store the event log as clean Parquet events",
-        "aggregate": "turn clean events into indexed implicit ratings",
-        "train": "fit ALS (implicitPrefs) and save the model with its metadata",
-        "recommend": "write top-N recommendations per user as Parquet",
-        "nightly": "run every stage in order for one run date",
-        "evaluate": "measure ALS against popularity baselines on a holdout; write a report",
-        "tune": "grid-search ALS and confidence settings on the holdout; write the best as TOML",
-    }
-    for name, text in helps.items():
+    for name, text in HELPS.items():
         _common(sub.add_parser(name, help=text))
     return parser
 
@@ -97,23 +98,27 @@ def _configure_logging(verbose: bool) -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
-def print_summary(command: str, result: dict[str, Any]) -> None:
+def print_summary(command: str, result: Any) -> None:
     """The short human summary on stdout; the full record is JSON beside the outputs."""
-    if command == "nightly":
-        ingest, agg, train, rec = (result[k] for k in ("ingest", "aggregate", "train", "recommend"))
-        print(f"run date          {result['run_date']}")
-        print(f"events read       {ingest['rows_read']:,} ({ingest['accepted']:,} accepted)")
-        print(f"users / items     {agg['users']:,} / {agg['items']:,}")
-        print(f"ratings           {agg['ratings']:,}")
-        print(f"training time     {train['train_seconds']:.1f}s (model {train['model_version']})")
-        gate = train["gate"]
-        if gate.get("candidate_score") is not None:
-            print(f"holdout {gate['metric']:<9} {gate['candidate_score']:.4f} ({gate['status']}; serving {gate['serving']})")
-        print(f"users scored      {rec['users_scored']:,} ({rec['users_fallback']:,} new or light: popular fallback)")
-        print(f"recommendations   {rec['path']}")
-        print(f"total time        {result['seconds']:.1f}s")
-    else:
-        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+    if command != "nightly":
+        print(json.dumps(dataclasses.asdict(result), indent=2, sort_keys=True, default=str))
+        return
+    ingest, agg, train, gate, rec = result.ingest, result.aggregate, result.train, result.gate, result.recommend
+    print(f"run date          {result.run_date}")
+    print(f"events read       {ingest.rows_read:,} ({ingest.accepted:,} accepted)")
+    print(f"users / items     {agg.users:,} / {agg.items:,}")
+    print(f"ratings           {agg.ratings:,}")
+    print(f"training time     {train.train_seconds:.1f}s (model {train.model_version})")
+    if gate.candidate_score is not None:
+        print(f"holdout {gate.metric:<9} {gate.candidate_score:.4f} ({gate.status}; serving {gate.serving})")
+    print(f"users scored      {rec.users_scored:,} ({rec.users_fallback:,} new or light: popular fallback)")
+    print(f"recommendations   {rec.path}")
+    print(f"total time        {result.seconds:.1f}s")
+
+
+def _gated(result: Any) -> bool:
+    """The run finished, but the quality gate refused tonight's model."""
+    return getattr(result, "status", None) == "gated" or getattr(result, "refused", False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,14 +146,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 users=args.users, items=args.items, events=args.events,
                 seed=args.seed, start=args.start, days=args.days,
             )
-            result = pipeline.generate(spark, spec, args.out, args.format)
+            from sparkals.stages import generate
+
+            result = generate.run(spark, spec, args.out, args.format)
         else:
-            result = STAGES[args.command](spark, cfg, args.run_date)
+            result = _stage(args.command)(spark, cfg, args.run_date)
     except SparkalsError as err:
         print(f"sparkals {args.command}: {err}", file=sys.stderr)
         return 1
     print_summary(args.command, result)
-    if result.get("status") == "gated" or result.get("train", {}).get("status") == "gated":
+    if _gated(result):
         print(f"sparkals {args.command}: the quality gate refused tonight's model; the previous one "
               "was served (see the run record)", file=sys.stderr)
         return GATED

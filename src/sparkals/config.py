@@ -17,9 +17,21 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from sparkals.errors import SparkalsError
+from sparkals.vocabulary import CONFIDENCE_TRANSFORMS, INPUT_FORMATS, METRIC_NAMES, SPLIT_METHODS, UNKNOWN_EVENT_RULES
+
+__all__ = [
+    "ALSSettings", "Config", "ConfigError", "EvaluateSettings", "GateSettings", "IngestSettings", "InputColumns",
+    "InputSettings", "OutputSettings", "RatingsSettings", "RecommendSettings", "SparkSettings", "TuneSettings",
+    "load_config", "parse_override", "read_toml",
+]
 
 # Storage levels ALS may keep its blocks at (Spark's names; the intermediate level cannot be NONE).
 STORAGE_LEVELS = ("MEMORY_AND_DISK", "MEMORY_ONLY", "MEMORY_AND_DISK_SER", "MEMORY_ONLY_SER", "DISK_ONLY")
+
+
+def _one_of(values: tuple[str, ...]) -> str:
+    """"a, b or c": the allowed values of a setting, for its error message."""
+    return f"{', '.join(values[:-1])} or {values[-1]}" if len(values) > 1 else values[0]
 
 
 class ConfigError(SparkalsError, ValueError):
@@ -168,15 +180,17 @@ class Config:
 
     def validate(self) -> "Config":
         """Reject values that would only fail later, deep inside a Spark job."""
-        if self.input.format not in ("csv", "json", "parquet"):
-            raise ConfigError(f"input.format must be csv, json or parquet, not {self.input.format!r}")
+        if self.input.format not in INPUT_FORMATS:
+            raise ConfigError(f"input.format must be {_one_of(INPUT_FORMATS)}, not {self.input.format!r}")
         if not self.input.columns.timestamp_unit:
             raise ConfigError("input.columns.timestamp_unit must be ms, s, iso or a datetime pattern")
         for name in ("user", "item", "timestamp"):
             if not getattr(self.input.columns, name):
                 raise ConfigError(f"input.columns.{name} must name a column")
-        if self.ingest.unknown_events not in ("quarantine", "drop"):
-            raise ConfigError(f"ingest.unknown_events must be quarantine or drop, not {self.ingest.unknown_events!r}")
+        if self.ingest.unknown_events not in UNKNOWN_EVENT_RULES:
+            raise ConfigError(
+                f"ingest.unknown_events must be {_one_of(UNKNOWN_EVENT_RULES)}, not {self.ingest.unknown_events!r}"
+            )
         if not 0.0 <= self.ingest.max_quarantine_share <= 1.0:
             raise ConfigError("ingest.max_quarantine_share must be between 0 and 1")
         try:
@@ -200,9 +214,9 @@ class Config:
             raise ConfigError("recommend.filter_lookback_days and recommend.active_days must not be negative")
         if not self.ratings.weights:
             raise ConfigError("ratings.weights must name at least one event type")
-        if self.ratings.confidence not in ("raw", "log1p", "bm25", "tfidf"):
+        if self.ratings.confidence not in CONFIDENCE_TRANSFORMS:
             raise ConfigError(
-                f"ratings.confidence must be raw, log1p, bm25 or tfidf, not {self.ratings.confidence!r}"
+                f"ratings.confidence must be {_one_of(CONFIDENCE_TRANSFORMS)}, not {self.ratings.confidence!r}"
             )
         if self.ratings.half_life_days < 0 or self.ratings.epsilon <= 0:
             raise ConfigError("ratings.half_life_days must not be negative and ratings.epsilon must be positive")
@@ -213,8 +227,8 @@ class Config:
 
     def _validate_evaluation(self) -> None:
         ev = self.evaluate
-        if ev.split not in ("time", "leave_last_n"):
-            raise ConfigError(f"evaluate.split must be time or leave_last_n, not {ev.split!r}")
+        if ev.split not in SPLIT_METHODS:
+            raise ConfigError(f"evaluate.split must be {_one_of(SPLIT_METHODS)}, not {ev.split!r}")
         if ev.cutoff_date:
             try:
                 dt.date.fromisoformat(ev.cutoff_date)
@@ -226,16 +240,19 @@ class Config:
             raise ConfigError("evaluate.test_days, evaluate.leave_last_n and evaluate.recent_days must be at least 1")
         if not ev.ks or min(ev.ks) < 1:
             raise ConfigError("evaluate.ks must list cut-offs of at least 1")
-        if ev.metric not in ("precision", "recall", "recall_capped", "ndcg", "map", "hit_rate"):
-            raise ConfigError("evaluate.metric must be precision, recall, recall_capped, ndcg, map or hit_rate")
+        if ev.metric not in METRIC_NAMES:
+            raise ConfigError(f"evaluate.metric must be {_one_of(METRIC_NAMES)}, not {ev.metric!r}")
         if ev.metric_k not in ev.ks:
             raise ConfigError(f"evaluate.metric_k ({ev.metric_k}) must be one of evaluate.ks {ev.ks}")
         tune = self.tune
         if not (tune.ranks and tune.reg_params and tune.alphas and tune.confidences):
             raise ConfigError("tune.ranks, reg_params, alphas and confidences must each list at least one value")
-        bad = [c for c in tune.confidences if c not in ("raw", "log1p", "bm25", "tfidf")]
+        bad = [c for c in tune.confidences if c not in CONFIDENCE_TRANSFORMS]
         if bad or tune.parallelism < 1 or min(tune.ranks) < 1:
-            raise ConfigError("tune.confidences must be raw/log1p/bm25/tfidf, tune.ranks and parallelism at least 1")
+            raise ConfigError(
+                f"tune.confidences must each be {_one_of(CONFIDENCE_TRANSFORMS)}; "
+                "tune.ranks and tune.parallelism at least 1"
+            )
         if not 0.0 <= self.gate.max_drop <= 1.0:
             raise ConfigError("gate.max_drop must be between 0 and 1")
 

@@ -1,8 +1,9 @@
-"""Offline evaluation: split the events, learn on the past exactly as production does, score the
-test users, and measure ALS and the popularity baselines on the same relevance set.
+"""Offline evaluation: learn on a split's past exactly as production does, score the test users
+through the production scoring call, and measure ALS and the popularity baselines on the same
+relevance set.
 
-Pure DataFrame work except `fit_model` (which trains ALS, an action by nature); files and
-reports are written by pipeline.py.
+Pure DataFrame work except `fit_model` (which trains ALS, an action by nature); the stages read
+the events and write the reports.
 """
 
 from __future__ import annotations
@@ -19,50 +20,23 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from sparkals.config import ALSSettings, EvaluateSettings, RatingsSettings
-from sparkals.metrics import (
-    catalogue_coverage_at,
-    exclude_seen_truth,
-    popular_items,
-    popularity_recs,
-    ranking_metrics,
-    top_items,
-)
-from sparkals.ratings import build_index, build_ratings, index_ratings
-from sparkals.recommend import item_keys, scoring_input, seen_arrays
-from sparkals.score import item_matrix, score_all
-from sparkals.split import last_days_cutoff, leave_last_n_out, time_split, user_items
+from sparkals.metrics import catalogue_coverage_at, exclude_seen_truth, ranking_metrics
+from sparkals.popularity import popular_items, popularity_recs, top_items, users_per_item
+from sparkals.ratings import build_indexes, build_ratings, index_ratings
+from sparkals.recommend import recommend_top_n
+from sparkals.split import Holdout, user_items
 from sparkals.train import train_als
+from sparkals.vocabulary import EVENT, EVENT_DATE, ITEM_ID, RANK, SCORE, USER_ID
+
+__all__ = ["BASELINES", "FittedModel", "baseline_lists", "evaluate_holdout", "fit_model", "measure", "model_lists",
+           "relevance"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Holdout:
-    """Train and test events of one split, and what identifies it in a report."""
-
-    train: DataFrame
-    test: DataFrame
-    method: str
-    cutoff: dt.date | None
-
-    def describe(self) -> dict[str, Any]:
-        return {"method": self.method, "cutoff": str(self.cutoff) if self.cutoff else None}
+BASELINES = ("popular", "recent_popular")
 
 
-def split_events(events: DataFrame, settings: EvaluateSettings, run_date: dt.date) -> Holdout:
-    """The configured split of events up to the run date."""
-    if settings.split == "leave_last_n":
-        train, test = leave_last_n_out(events, settings.leave_last_n)
-        return Holdout(train, test, f"leave_last_{settings.leave_last_n}", None)
-    cutoff = (
-        dt.date.fromisoformat(settings.cutoff_date) if settings.cutoff_date
-        else last_days_cutoff(run_date, settings.test_days)
-    )
-    train, test = time_split(events, cutoff)
-    return Holdout(train, test, "time", cutoff)
-
-
-@dataclass
+@dataclass(frozen=True)
 class FittedModel:
     """A model trained on a split's training events, with the indexes it was trained with."""
 
@@ -71,19 +45,21 @@ class FittedModel:
     items: DataFrame
     ratings: int
     train_seconds: float
-    # (`item` id, `score` = users who rated it): the popularity baseline's counts, taken from the
+    # (`item_id`, `score` = users who rated it): the popularity baseline's counts, taken from the
     # training ratings while they are cached (one row per user and item: a count, no shuffle).
     item_users: DataFrame
 
 
-def fit_model(train_events: DataFrame, ratings: RatingsSettings, als: ALSSettings, as_of: dt.date) -> FittedModel:
-    """Ratings and ALS exactly as the nightly job builds them, from the training events only."""
-    rated = build_ratings(train_events, ratings, as_of).cache()
-    users = build_index(rated.select(F.col("user_id").alias("id"))).cache()
-    items = build_index(rated.select(F.col("item_id").alias("id"))).cache()
+def fit_model(
+    train_events: DataFrame, ratings: RatingsSettings, als: ALSSettings, as_of: dt.date,
+    excluded: DataFrame | None = None,
+) -> FittedModel:
+    """Ratings, indexes and ALS exactly as the nightly job builds them, from the training events only."""
+    rated = build_ratings(train_events, ratings, as_of, excluded).cache()
+    users, items = (index.cache() for index in build_indexes(rated))
     indexed = index_ratings(rated, users, items).cache()
     count = indexed.count()
-    item_users = rated.groupBy(F.col("item_id").alias("item")).agg(F.count("*").cast("double").alias("score")).cache()
+    item_users = users_per_item(rated).select(ITEM_ID, F.col("users").cast("double").alias(SCORE)).cache()
     item_users.count()
     result = train_als(indexed, als)
     indexed.unpersist()
@@ -92,22 +68,14 @@ def fit_model(train_events: DataFrame, ratings: RatingsSettings, als: ALSSetting
 
 
 def model_lists(fitted: FittedModel, audience: DataFrame, seen: DataFrame | None, n: int) -> DataFrame:
-    """Top-n (`user`, `item`, `rank`) in original ids for the `audience` (`user`) users that have
-    factors, with their `seen` (`user`, `item`) pairs masked out when given: the same
-    scoring_input and scorer as production, without the fallback."""
-    audience_ids = audience.select(F.col("user").alias("user_id")).distinct()
-    masks = None
-    if seen is not None:
-        masks = seen_arrays(seen.select(F.col("user").alias("user_id"), F.col("item").alias("item_id")), fitted.items)
-    users = scoring_input(audience_ids, fitted.users, fitted.model.userFactors, masks)
-    scored = score_all(users, item_matrix(fitted.model.itemFactors), n, key="user_id")
-    return scored.join(item_keys(fitted.items), "item").select(
-        F.col("user_id").alias("user"), F.col("item_id").alias("item"), "rank"
-    )
+    """Top-n (`user_id`, `item_id`, `rank`) for the `audience` users that have factors, with their
+    `seen` pairs masked out when given: the production scoring call, without the fallback."""
+    recs = recommend_top_n(fitted.model, audience.select(USER_ID).distinct(), fitted.users, fitted.items, n, seen=seen)
+    return recs.select(USER_ID, ITEM_ID, RANK)
 
 
 def relevance(holdout: Holdout, settings: EvaluateSettings) -> tuple[DataFrame, DataFrame]:
-    """(`truth`, `seen`): the held-out (user, item) pairs of relevant event types and the
+    """(`truth`, `seen`): the held-out (user_id, item_id) pairs of relevant event types and the
     evaluated users' training pairs; with `exclude_seen`, what a user already had is not
     relevant (a user left with nothing relevant is not evaluated).
 
@@ -116,13 +84,13 @@ def relevance(holdout: Holdout, settings: EvaluateSettings) -> tuple[DataFrame, 
     joined: every later join (seen pairs, masks, baselines) is then bounded by that number and
     broadcast, whatever the size of the log.
     """
-    relevant = holdout.test.filter(F.col("event").isin(list(settings.relevant_events)))
+    relevant = holdout.test.filter(F.col(EVENT).isin(list(settings.relevant_events)))
     truth = user_items(relevant)
-    test_users = truth.select("user").distinct()
+    test_users = truth.select(USER_ID).distinct()
     if settings.max_test_users:
-        test_users = test_users.orderBy(F.xxhash64("user"), "user").limit(settings.max_test_users)
-        truth = truth.join(test_users, "user", "left_semi")
-    seen = user_items(holdout.train.join(test_users.select(F.col("user").alias("user_id")), "user_id", "left_semi"))
+        test_users = test_users.orderBy(F.xxhash64(USER_ID), USER_ID).limit(settings.max_test_users)
+        truth = truth.join(test_users, USER_ID, "left_semi")
+    seen = user_items(holdout.train.join(test_users, USER_ID, "left_semi"))
     if settings.exclude_seen:
         truth = exclude_seen_truth(truth, seen)
     return truth, seen
@@ -134,7 +102,7 @@ def baseline_lists(
     """Most popular overall (most users in the training ratings, `item_users`: what ALS learned
     from) and most popular over the last `recent_days` before the test period (distinct users
     in the events of those days)."""
-    until = holdout.cutoff or holdout.train.agg(F.max("event_date")).first()[0]
+    until = holdout.cutoff or holdout.train.agg(F.max(EVENT_DATE)).first()[0]
     since = until - dt.timedelta(days=recent_days) if until else None
     candidates = n + 200  # enough popular items that masking seen ones still leaves n
     return {
@@ -160,13 +128,13 @@ def measure(lists: dict[str, DataFrame], truth: DataFrame, ks: list[int], n_item
 
 def evaluate_holdout(
     holdout: Holdout, ratings: RatingsSettings, als: ALSSettings, settings: EvaluateSettings, as_of: dt.date,
-    with_baselines: bool = True,
+    with_baselines: bool = True, excluded: DataFrame | None = None,
 ) -> dict[str, Any]:
     """Train on the holdout's past, score its test users, and measure ALS (and the baselines)."""
     truth, seen = relevance(holdout, settings)
     truth, seen = truth.cache(), seen.cache()
-    audience = truth.select("user").distinct().cache()
-    fitted = fit_model(holdout.train, ratings, als, as_of)
+    audience = truth.select(USER_ID).distinct().cache()
+    fitted = fit_model(holdout.train, ratings, als, as_of, excluded)
     n = max(settings.ks)
     mask = seen if settings.exclude_seen else None
     lists = {"als": model_lists(fitted, audience, mask, n)}
@@ -174,7 +142,8 @@ def evaluate_holdout(
         lists.update(baseline_lists(holdout, fitted.item_users, audience, mask, n, settings.recent_days))
     n_items = fitted.items.count()
     systems = measure(lists, truth, settings.ks, n_items)
-    headline = systems["als"][str(settings.metric_k)][settings.metric]
+    key = str(settings.metric_k)
+    headline = systems["als"][key][settings.metric]
     report = {
         "split": holdout.describe(),
         "metric": f"{settings.metric}@{settings.metric_k}",
@@ -194,9 +163,8 @@ def evaluate_holdout(
     }
     if with_baselines:
         report["lift"] = {
-            name: (headline / systems[name][str(settings.metric_k)][settings.metric] - 1.0)
-            if systems[name][str(settings.metric_k)][settings.metric] else None
-            for name in ("popular", "recent_popular")
+            name: (headline / systems[name][key][settings.metric] - 1.0) if systems[name][key][settings.metric] else None
+            for name in BASELINES
         }
     for frame in (truth, seen, audience, fitted.users, fitted.items, fitted.item_users):
         frame.unpersist()

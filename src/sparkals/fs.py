@@ -10,6 +10,9 @@ from typing import Any
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
+__all__ = ["delete", "exists", "glob_has_files", "list_names", "read_json", "read_text", "rename", "write_json",
+           "write_text"]
+
 
 def _path(spark: SparkSession, path: str) -> tuple[Any, Any]:
     jvm = spark.sparkContext._jvm

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+__all__ = ["RETAIL_ROCKET_COLUMNS", "GeneratorSpec", "generate_events"]
+
 RETAIL_ROCKET_COLUMNS = ["timestamp", "visitorid", "event", "itemid", "transactionid"]
 
 _TWO_63 = float(2**63)

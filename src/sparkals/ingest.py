@@ -16,10 +16,16 @@ from pyspark.sql import functions as F
 
 from sparkals.config import IngestSettings, InputSettings
 from sparkals.errors import SparkalsError
+from sparkals.vocabulary import EVENT, EVENT_DATE, ITEM_ID, QUANTITY, TRANSACTION_ID, TS, USER_ID
 
-CANONICAL_COLUMNS = ["user_id", "item_id", "event", "ts", "event_date", "quantity", "transaction_id"]
+__all__ = [
+    "CANONICAL_COLUMNS", "CORRUPT_COLUMN", "DROPPED", "REASONS", "InputSchemaError", "accepted", "check_columns",
+    "mapped_columns", "parse_events", "quarantined",
+]
+
+CANONICAL_COLUMNS = [USER_ID, ITEM_ID, EVENT, TS, EVENT_DATE, QUANTITY, TRANSACTION_ID]
 CORRUPT_COLUMN = "_corrupt_record"
-DUPLICATE_KEY = ["user_id", "item_id", "event", "ts"]
+DUPLICATE_KEY = [USER_ID, ITEM_ID, EVENT, TS]
 
 # Why a row was not accepted; the order is the order the checks are made in.
 REASONS = (

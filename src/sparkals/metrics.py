@@ -1,6 +1,6 @@
 """Offline ranking metrics and popularity baselines, computed in Spark.
 
-Inputs use the column names `user`, `item` (any key types, the same on both sides) and, for
+Inputs use the column names `user_id`, `item_id` (any key types, the same on both sides) and, for
 recommendations, `rank` (1 = best). Only the final aggregate row goes to the driver, so the
 metrics run on the full evaluation set however many users it has.
 
@@ -34,15 +34,20 @@ predictions, so an item listed twice is a hit twice (here once).
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Iterable
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from sparkals.vocabulary import ITEM_ID, METRIC_NAMES, RANK, USER_ID, require_columns
+
+__all__ = [
+    "DEFAULT_KS", "METRIC_NAMES", "catalogue_coverage", "catalogue_coverage_at", "exclude_seen",
+    "exclude_seen_truth", "ranking_metrics",
+]
+
 DEFAULT_KS = (5, 10, 20)
-METRIC_NAMES = ("precision", "recall", "recall_capped", "ndcg", "map", "hit_rate")
 
 
 def _check_ks(ks: Iterable[int]) -> list[int]:
@@ -53,10 +58,11 @@ def _check_ks(ks: Iterable[int]) -> list[int]:
 
 
 def _positions(recs: DataFrame, max_k: int | None = None) -> DataFrame:
-    """(`user`, `item`, `pos`): each item once per user at its best rank, numbered 1.. in rank order."""
-    best = recs.groupBy("user", "item").agg(F.min("rank").alias("_rank"))
-    in_order = Window.partitionBy("user").orderBy(F.col("_rank"), F.col("item"))
-    positioned = best.select("user", "item", F.row_number().over(in_order).alias("pos"))
+    """(`user_id`, `item_id`, `pos`): each item once per user at its best rank, numbered 1.. in rank order."""
+    require_columns(recs, [USER_ID, ITEM_ID, RANK], "ranking metrics (recommendations)")
+    best = recs.groupBy(USER_ID, ITEM_ID).agg(F.min(RANK).alias("_rank"))
+    in_order = Window.partitionBy(USER_ID).orderBy(F.col("_rank"), F.col(ITEM_ID))
+    positioned = best.select(USER_ID, ITEM_ID, F.row_number().over(in_order).alias("pos"))
     return positioned if max_k is None else positioned.filter(F.col("pos") <= max_k)
 
 
@@ -81,12 +87,13 @@ def ranking_metrics(
     """
     cutoffs = _check_ks(ks)
     max_k = cutoffs[-1]
-    relevant = truth.select("user", "item").distinct()
-    sizes = relevant.groupBy("user").agg(F.count("*").alias("n_truth"))
+    require_columns(truth, [USER_ID, ITEM_ID], "ranking metrics (truth)")
+    relevant = truth.select(USER_ID, ITEM_ID).distinct()
+    sizes = relevant.groupBy(USER_ID).agg(F.count("*").alias("n_truth"))
 
-    hits = _positions(recs, max_k).join(relevant, ["user", "item"], "left_semi")
-    hit_no = F.row_number().over(Window.partitionBy("user").orderBy("pos"))
-    hits = hits.select("user", "pos", hit_no.alias("hit_no"))
+    hits = _positions(recs, max_k).join(relevant, [USER_ID, ITEM_ID], "left_semi")
+    hit_no = F.row_number().over(Window.partitionBy(USER_ID).orderBy("pos"))
+    hits = hits.select(USER_ID, "pos", hit_no.alias("hit_no"))
     sums = []
     for k in cutoffs:
         in_k = F.col("pos") <= k
@@ -95,9 +102,9 @@ def ranking_metrics(
             F.sum(F.when(in_k, 1.0 / F.log2(F.col("pos") + 1))).alias(f"dcg_{k}"),
             F.sum(F.when(in_k, F.col("hit_no") / F.col("pos"))).alias(f"ap_{k}"),
         ]
-    per_user_hits = hits.groupBy("user").agg(*sums)
-    with_recs = recs.select("user").distinct().withColumn("has_recs", F.lit(1.0))
-    users = sizes.join(per_user_hits, "user", "left").join(with_recs, "user", "left")
+    per_user_hits = hits.groupBy(USER_ID).agg(*sums)
+    with_recs = recs.select(USER_ID).distinct().withColumn("has_recs", F.lit(1.0))
+    users = sizes.join(per_user_hits, USER_ID, "left").join(with_recs, USER_ID, "left")
 
     ideal = _ideal_dcg(max_k)
     n_truth = F.col("n_truth")
@@ -149,7 +156,7 @@ def catalogue_coverage_at(recs: DataFrame, ks: Iterable[int], n_items: int) -> d
     cutoffs = _check_ks(ks)
     if n_items < 1:
         raise ValueError(f"catalogue coverage needs n_items >= 1, got {n_items}")
-    best = _positions(recs, cutoffs[-1]).groupBy("item").agg(F.min("pos").alias("best"))
+    best = _positions(recs, cutoffs[-1]).groupBy(ITEM_ID).agg(F.min("pos").alias("best"))
     row = best.agg(*[F.count(F.when(F.col("best") <= k, 1)).alias(f"k{k}") for k in cutoffs]).first()
     return {k: row[f"k{k}"] / n_items for k in cutoffs}
 
@@ -158,84 +165,12 @@ def exclude_seen(recs: DataFrame, seen: DataFrame) -> DataFrame:
     """Drop recommendations of (user, item) pairs in `seen` and renumber `rank` 1.. per user,
     keeping every other column (such as `score`): items the user already had in training are
     not what the model is judged on."""
-    kept = recs.join(seen.select("user", "item").distinct(), ["user", "item"], "left_anti")
-    in_order = Window.partitionBy("user").orderBy(F.col("rank"), F.col("item"))
-    return kept.withColumn("rank", F.row_number().over(in_order)).select(*recs.columns)
+    kept = recs.join(seen.select(USER_ID, ITEM_ID).distinct(), [USER_ID, ITEM_ID], "left_anti")
+    in_order = Window.partitionBy(USER_ID).orderBy(F.col(RANK), F.col(ITEM_ID))
+    return kept.withColumn(RANK, F.row_number().over(in_order)).select(*recs.columns)
 
 
 def exclude_seen_truth(truth: DataFrame, seen: DataFrame) -> DataFrame:
     """Truth minus `seen`: an item the user already had in training is not a discovery, so it is
     not relevant either (use together with `exclude_seen` on the recommendations)."""
-    return truth.join(seen.select("user", "item").distinct(), ["user", "item"], "left_anti").select(*truth.columns)
-
-
-def popular_items(
-    train: DataFrame,
-    n: int,
-    since: dt.date | None = None,
-    user_col: str = "user_id",
-    item_col: str = "item_id",
-) -> DataFrame:
-    """The `n` items with the most distinct users (`item`, `rank`, `score` = distinct users):
-    the baseline a personalised model has to beat. With `since`, only events on or after that
-    day count (the "recently popular" baseline). Equal scores are ordered by item.
-    """
-    if n < 1:
-        raise ValueError(f"popular_items needs n >= 1, got n={n}")
-    events = train
-    if since is not None:
-        if isinstance(since, dt.datetime):
-            raise TypeError("`since` is a day: pass a datetime.date, not a datetime")
-        day = F.col("event_date") if "event_date" in train.columns else F.to_date(F.col("ts"))
-        events = train.filter(day >= F.lit(since))
-    counts = events.groupBy(F.col(item_col).alias("item")).agg(
-        F.countDistinct(user_col).cast("double").alias("score")
-    )
-    return top_items(counts, n)
-
-
-def top_items(counts: DataFrame, n: int) -> DataFrame:
-    """The `n` rows of (`item`, `score`) with the highest score as (`item`, `rank`, `score`),
-    equal scores ordered by item: the popularity list of `popular_items`, from counts made elsewhere."""
-    if n < 1:
-        raise ValueError(f"top_items needs n >= 1, got n={n}")
-    top = counts.orderBy(F.col("score").desc(), F.col("item").asc()).limit(n)
-    # n rows only: one window partition is fine.
-    in_order = Window.partitionBy(F.lit(0)).orderBy(F.col("score").desc(), F.col("item").asc())
-    return top.select("item", F.row_number().over(in_order).alias("rank"), "score")
-
-
-def popularity_recs(
-    users: DataFrame, popular: DataFrame, n: int, train_seen: DataFrame | None = None
-) -> DataFrame:
-    """Top-n popular items for every `user` (`user`, `item`, `rank`, `score`).
-
-    With `train_seen` (`user`, `item`), each user's training items are skipped and the next
-    popular ones move up, so every user gets exactly n as long as `popular` holds n unseen items
-    for them: a user who has seen s of the popular items draws from the first n + s of them.
-    Pass a `popular` list longer than n for that (e.g. `popular_items(train, n + 100)`). The
-    list is broadcast and matched against every user, so keep it to hundreds or thousands of items.
-    """
-    if n < 1:
-        raise ValueError(f"popularity_recs needs n >= 1, got n={n}")
-    candidates = popular.select("item", F.col("rank").alias("_pop_rank"), "score")
-    who = users.select("user").distinct()
-    if train_seen is None:
-        top = F.broadcast(candidates.filter(F.col("_pop_rank") <= n))
-        return who.crossJoin(top).select("user", "item", F.col("_pop_rank").cast("int").alias("rank"), "score")
-
-    seen = train_seen.select("user", "item").distinct()
-    seen_popular = seen.join(candidates.select("item"), "item", "left_semi").groupBy("user").agg(
-        F.count("*").alias("_seen")
-    )
-    budget = who.join(seen_popular, "user", "left").select(
-        "user", (F.lit(n) + F.coalesce(F.col("_seen"), F.lit(0))).alias("_budget")
-    )
-    drawn = budget.join(F.broadcast(candidates), F.col("_pop_rank") <= F.col("_budget"))
-    unseen = drawn.join(seen, ["user", "item"], "left_anti")
-    in_order = Window.partitionBy("user").orderBy(F.col("_pop_rank"), F.col("item"))
-    return (
-        unseen.select("user", "item", "score", F.row_number().over(in_order).alias("rank"))
-        .filter(F.col("rank") <= n)
-        .select("user", "item", "rank", "score")
-    )
+    return truth.join(seen.select(USER_ID, ITEM_ID).distinct(), [USER_ID, ITEM_ID], "left_anti").select(*truth.columns)

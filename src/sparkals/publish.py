@@ -23,6 +23,8 @@ from pyspark.sql import DataFrame, SparkSession
 from sparkals import fs
 from sparkals.errors import SparkalsError
 
+__all__ = ["MARKER", "STEPS", "PublishError", "is_complete", "publish_parquet", "recover", "update_latest"]
+
 MARKER = "_SUCCESS"
 JOURNAL_SUFFIX = ".swap.json"
 STEPS = ("journaled", "staged", "verified", "retired", "swapped")

@@ -13,16 +13,26 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from sparkals.config import RatingsSettings
 from sparkals.errors import SparkalsError
+from sparkals.vocabulary import (
+    CONFIDENCE_TRANSFORMS, EVENT, ITEM_ID, ITEM_IDX, QUANTITY, RATING, TS, USER_ID, USER_IDX, require_columns,
+)
+
+__all__ = [
+    "INT32_MAX", "IndexOverflowError", "MatrixStats", "aggregate_ratings", "build_index", "build_indexes",
+    "build_ratings", "confidence", "decay_factor", "drop_heavy_users", "exclude_items", "exclusion_list",
+    "index_ratings", "matrix_stats", "minimum_support", "refine_ratings",
+]
 
 INT32_MAX = 2**31 - 1
-CONFIDENCE_TRANSFORMS = ("raw", "log1p", "bm25", "tfidf")
 # monotonically_increasing_id() keeps the partition id in the bits above this one.
 _PARTITION_SHIFT = 33
+# The index column of each id column: an index table is (user_id, user_idx) or (item_id, item_idx).
+INDEX_OF = {USER_ID: USER_IDX, ITEM_ID: ITEM_IDX}
 
 
 class IndexOverflowError(SparkalsError):
@@ -53,44 +63,59 @@ def aggregate_ratings(
     Event types without a weight are ignored; a `quantity` column, when the events have one,
     multiplies the weight (three units bought count three times).
     """
-    value = _weight_of(weights)[F.col("event")]
-    if "quantity" in events.columns:
-        value = value * F.coalesce(F.col("quantity").cast("double"), F.lit(1.0))
+    require_columns(events, [USER_ID, ITEM_ID, EVENT], "aggregate_ratings")
+    value = _weight_of(weights)[F.col(EVENT)]
+    if QUANTITY in events.columns:
+        value = value * F.coalesce(F.col(QUANTITY).cast("double"), F.lit(1.0))
     if half_life_days > 0:
         if run_date is None:
             raise ValueError("time decay needs the run date it is relative to")
-        value = value * decay_factor(F.col("ts"), run_date, half_life_days)
+        require_columns(events, [TS], "aggregate_ratings with time decay")
+        value = value * decay_factor(F.col(TS), run_date, half_life_days)
     return (
-        events.filter(F.col("event").isin(list(weights)))
-        .groupBy("user_id", "item_id")
-        .agg(F.sum(value).alias("rating"))
+        events.filter(F.col(EVENT).isin(list(weights)))
+        .groupBy(USER_ID, ITEM_ID)
+        .agg(F.sum(value).alias(RATING))
     )
 
 
+def exclusion_list(
+    spark: SparkSession, settings: RatingsSettings, from_file: DataFrame | None = None
+) -> DataFrame | None:
+    """The items no user may get (`item_id`): `ratings.exclude_items` plus the ids read from
+    `ratings.exclude_items_path` (`from_file`); None when there are none. The one definition that
+    training (`refine_ratings`) and scoring both apply."""
+    excluded = from_file.select(ITEM_ID) if from_file is not None else None
+    if settings.exclude_items:
+        listed = spark.createDataFrame([(i,) for i in settings.exclude_items], f"{ITEM_ID} string")
+        excluded = listed if excluded is None else listed.unionByName(excluded)
+    return excluded
+
+
 def exclude_items(ratings: DataFrame, excluded: DataFrame | None) -> DataFrame:
-    """Drop ratings of items on the exclusion list (`id` column)."""
+    """Drop ratings of items on the exclusion list (`item_id` column)."""
     if excluded is None:
         return ratings
-    return ratings.join(F.broadcast(excluded.select(F.col("id").alias("item_id"))), "item_id", "left_anti")
+    return ratings.join(F.broadcast(excluded.select(ITEM_ID)), ITEM_ID, "left_anti")
 
 
 def drop_heavy_users(ratings: DataFrame, max_items: int) -> DataFrame:
     """Users with more than `max_items` distinct items behave like crawlers: drop them whole."""
     if max_items <= 0:
         return ratings
-    heavy = ratings.groupBy("user_id").count().filter(F.col("count") > max_items)
-    return ratings.join(heavy.select("user_id"), "user_id", "left_anti")
+    heavy = ratings.groupBy(USER_ID).count().filter(F.col("count") > max_items)
+    return ratings.join(heavy.select(USER_ID), USER_ID, "left_anti")
 
 
 def _support_pass(ratings: DataFrame, min_user: int, min_item: int) -> DataFrame:
     """One pass: users and items with enough distinct partners in `ratings` as given."""
     out = ratings
     if min_user > 1:
-        users = ratings.groupBy("user_id").count().filter(F.col("count") >= min_user).select("user_id")
-        out = out.join(users, "user_id", "left_semi")
+        users = ratings.groupBy(USER_ID).count().filter(F.col("count") >= min_user).select(USER_ID)
+        out = out.join(users, USER_ID, "left_semi")
     if min_item > 1:
-        items = ratings.groupBy("item_id").count().filter(F.col("count") >= min_item).select("item_id")
-        out = out.join(items, "item_id", "left_semi")
+        items = ratings.groupBy(ITEM_ID).count().filter(F.col("count") >= min_item).select(ITEM_ID)
+        out = out.join(items, ITEM_ID, "left_semi")
     return out
 
 
@@ -132,22 +157,22 @@ def confidence(ratings: DataFrame, transform: str, epsilon: float = 1.0, k1: flo
     if transform == "log1p":
         if epsilon <= 0:
             raise SparkalsError("ratings.epsilon must be positive for the log1p transform")
-        return ratings.withColumn("rating", F.log1p(F.col("rating") / F.lit(float(epsilon))))
+        return ratings.withColumn(RATING, F.log1p(F.col(RATING) / F.lit(float(epsilon))))
     if transform not in ("bm25", "tfidf"):
         raise SparkalsError(f"unknown confidence transform {transform!r}; use one of {', '.join(CONFIDENCE_TRANSFORMS)}")
-    n_items = ratings.select("item_id").distinct().count()
-    per_user = ratings.groupBy("user_id").agg(F.count("*").alias("user_items"))
+    n_items = ratings.select(ITEM_ID).distinct().count()
+    per_user = ratings.groupBy(USER_ID).agg(F.count("*").alias("user_items"))
     idf = F.log(F.lit(float(n_items)) / (F.lit(1.0) + F.col("user_items")))
-    joined = ratings.join(per_user, "user_id")
+    joined = ratings.join(per_user, USER_ID)
     if transform == "tfidf":
-        return joined.select("user_id", "item_id", (F.sqrt("rating") * idf).alias("rating"))
-    item_sums = ratings.groupBy("item_id").agg(F.sum("rating").alias("item_sum"))
+        return joined.select(USER_ID, ITEM_ID, (F.sqrt(RATING) * idf).alias(RATING))
+    item_sums = ratings.groupBy(ITEM_ID).agg(F.sum(RATING).alias("item_sum"))
     average = item_sums.agg(F.avg("item_sum")).first()[0]
     length_norm = F.lit(1.0 - b) + F.lit(b) * F.col("item_sum") / F.lit(float(average))
     weighted = (
-        F.col("rating") * F.lit(k1 + 1.0) / (F.lit(float(k1)) * length_norm + F.col("rating")) * idf
+        F.col(RATING) * F.lit(k1 + 1.0) / (F.lit(float(k1)) * length_norm + F.col(RATING)) * idf
     )
-    return joined.join(item_sums, "item_id").select("user_id", "item_id", weighted.alias("rating"))
+    return joined.join(item_sums, ITEM_ID).select(USER_ID, ITEM_ID, weighted.alias(RATING))
 
 
 def build_ratings(
@@ -159,7 +184,7 @@ def build_ratings(
     """Canonical events to (user_id, item_id, rating): the one entry point every stage uses
     (aggregate, evaluate, tune), so that they all learn from the same ratings.
 
-    `excluded_items` (column `id`) adds to `settings.exclude_items`, e.g. ids read from a file.
+    `excluded_items` (column `item_id`) adds to `settings.exclude_items`, e.g. ids read from a file.
     """
     aggregated = aggregate_ratings(events, settings.weights, run_date, settings.half_life_days)
     return refine_ratings(aggregated, settings, excluded_items)
@@ -171,11 +196,7 @@ def refine_ratings(
     """The second half of `build_ratings`: `aggregate_ratings` output through the exclusion,
     heavy-user and support filters, then the confidence transform. Separate so that a caller
     can cache the aggregation and count what the filters removed without aggregating twice."""
-    excluded = excluded_items.select("id") if excluded_items is not None else None
-    if settings.exclude_items:
-        listed = aggregated.sparkSession.createDataFrame([(i,) for i in settings.exclude_items], "id string")
-        excluded = listed if excluded is None else listed.unionByName(excluded)
-    ratings = exclude_items(aggregated, excluded)
+    ratings = exclude_items(aggregated, exclusion_list(aggregated.sparkSession, settings, excluded_items))
     ratings = drop_heavy_users(ratings, settings.max_user_items)
     ratings = minimum_support(
         ratings, settings.min_user_items, settings.min_item_users, settings.k_core, settings.k_core_max_rounds
@@ -183,38 +204,53 @@ def refine_ratings(
     return confidence(ratings, settings.confidence, settings.epsilon, settings.bm25_k1, settings.bm25_b)
 
 
-def build_index(ids: DataFrame, existing: DataFrame | None = None, limit: int = INT32_MAX) -> DataFrame:
-    """Map every distinct `id` to a dense int32 `idx`.
+def build_index(
+    frame: DataFrame, id_col: str, existing: DataFrame | None = None, limit: int = INT32_MAX
+) -> DataFrame:
+    """Map every distinct `id_col` (`user_id` or `item_id`) of `frame` to a dense int32 index:
+    (`user_id`, `user_idx`) or (`item_id`, `item_idx`).
 
-    Ids already in `existing` keep their index; new ids get the next free ones in id order, so
-    the same input always gives the same index. Numbering runs in the JVM: ids are range
-    partitioned and sorted, then each row's position is its partition's offset plus its place
-    in the partition. Refuses to return an index past `limit` (int32 by default); the count
-    comes from the numbering itself, so the ids are not aggregated a second time to check.
+    Ids already in `existing` (an index table of the same kind) keep their index; new ids get the
+    next free ones in id order, so the same input always gives the same index. Numbering runs in
+    the JVM: ids are range partitioned and sorted, then each row's position is its partition's
+    offset plus its place in the partition. Refuses to return an index past `limit` (int32 by
+    default); the count comes from the numbering itself, so the ids are not aggregated a second
+    time to check.
     """
-    distinct = ids.select(F.col("id").cast("string").alias("id")).distinct()
+    require_columns(frame, [id_col], "build_index")
+    idx_col = INDEX_OF[id_col]
+    distinct = frame.select(F.col(id_col).cast("string").alias(id_col)).distinct()
     start = 0
     if existing is not None:
-        distinct = distinct.join(existing.select("id"), "id", "left_anti")
-        top = existing.agg(F.max("idx")).first()[0]
+        require_columns(existing, [id_col, idx_col], "build_index (existing index)")
+        distinct = distinct.join(existing.select(id_col), id_col, "left_anti")
+        top = existing.agg(F.max(idx_col)).first()[0]
         start = 0 if top is None else int(top) + 1
-    fresh, fresh_count = _number_in_order(distinct, start)
+    fresh, fresh_count = _number_in_order(distinct, id_col, idx_col, start)
     if start + fresh_count - 1 > limit:
         raise IndexOverflowError(
             f"{start + fresh_count} distinct ids do not fit the index (at most {limit + 1}); "
             "ALS needs int32 indexes: filter rare ids (ratings.min_user_items / min_item_users) or start a fresh index"
         )
-    return fresh if existing is None else existing.select("id", "idx").unionByName(fresh)
+    return fresh if existing is None else existing.select(id_col, idx_col).unionByName(fresh)
 
 
-def _number_in_order(ids: DataFrame, start: int) -> tuple[DataFrame, int]:
-    """(`id`, `start + position of id in sorted order`), and how many ids there are; computed
-    without moving ids through Python."""
+def build_indexes(
+    ratings: DataFrame, old_users: DataFrame | None = None, old_items: DataFrame | None = None
+) -> tuple[DataFrame, DataFrame]:
+    """The user and item index tables of `ratings`, extending earlier ones when given: the one
+    way indexes are built, for the nightly ratings and for an evaluation's training ratings alike."""
+    return build_index(ratings, USER_ID, old_users), build_index(ratings, ITEM_ID, old_items)
+
+
+def _number_in_order(ids: DataFrame, id_col: str, idx_col: str, start: int) -> tuple[DataFrame, int]:
+    """(`id_col`, `idx_col` = `start + position of the id in sorted order`), and how many ids there
+    are; computed without moving ids through Python."""
     partitions = int(ids.sparkSession.conf.get("spark.sql.shuffle.partitions"))
     ordered = (
-        ids.repartitionByRange(partitions, "id")
-        .sortWithinPartitions("id")
-        .select("id", F.spark_partition_id().alias("part"), F.monotonically_increasing_id().alias("mono"))
+        ids.repartitionByRange(partitions, id_col)
+        .sortWithinPartitions(id_col)
+        .select(id_col, F.spark_partition_id().alias("part"), F.monotonically_increasing_id().alias("mono"))
         .localCheckpoint(eager=True)  # partition ids and positions must not change between the two uses
     )
     offsets, running = [], start
@@ -222,19 +258,16 @@ def _number_in_order(ids: DataFrame, start: int) -> tuple[DataFrame, int]:
         offsets += [F.lit(row["part"]), F.lit(running)]
         running += row["count"]
     if not offsets:
-        return ordered.select("id", F.lit(0).alias("idx")).limit(0), 0
+        return ordered.select(id_col, F.lit(0).alias(idx_col)).limit(0), 0
     position = F.col("mono") - F.shiftleft(F.col("part").cast("long"), _PARTITION_SHIFT)
-    numbered = ordered.select("id", (F.create_map(*offsets)[F.col("part")] + position).cast("int").alias("idx"))
+    numbered = ordered.select(id_col, (F.create_map(*offsets)[F.col("part")] + position).cast("int").alias(idx_col))
     return numbered, running - start
 
 
 def index_ratings(ratings: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
-    """Replace user_id / item_id by their int32 indexes: the `user`, `item`, `rating` ALS takes."""
-    return (
-        ratings.join(users.select(F.col("id").alias("user_id"), F.col("idx").alias("user")), "user_id")
-        .join(items.select(F.col("id").alias("item_id"), F.col("idx").alias("item")), "item_id")
-        .select("user", "item", "rating")
-    )
+    """Replace user_id / item_id by their int32 indexes: the `user_idx`, `item_idx`, `rating` ALS takes."""
+    require_columns(ratings, [USER_ID, ITEM_ID, RATING], "index_ratings")
+    return ratings.join(users, USER_ID).join(items, ITEM_ID).select(USER_IDX, ITEM_IDX, RATING)
 
 
 @dataclass(frozen=True)
@@ -253,7 +286,7 @@ class MatrixStats:
 _QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 
 
-def matrix_stats(ratings: DataFrame, user_col: str = "user", item_col: str = "item") -> MatrixStats:
+def matrix_stats(ratings: DataFrame, user_col: str = USER_IDX, item_col: str = ITEM_IDX) -> MatrixStats:
     """Size, density and the spread of interactions per user and per item (approximate quantiles)."""
 
     def spread(col: str) -> dict[str, float]:

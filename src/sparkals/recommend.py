@@ -1,7 +1,8 @@
-"""What scoring needs besides the model: who to score, what each user must not get again, the
-fallback for users without factors, and the translation back to the original ids.
+"""Top-N recommendations in the original ids: one call (`recommend_top_n`) carries every option
+(seen items, the exclusion list, the fallback for users without factors), for the nightly output
+and for offline evaluation alike, so the two can never drift apart.
 
-All pure DataFrame functions; the scoring itself is in score.py.
+All pure DataFrame functions; the blocked scoring itself is in score.py.
 """
 
 from __future__ import annotations
@@ -10,126 +11,117 @@ import datetime as dt
 from typing import Sequence
 
 from pyspark.ml.recommendation import ALSModel
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-RECOMMENDATION_COLUMNS = ["user_id", "rank", "item_id", "score", "source", "model_version"]
+from sparkals.popularity import since_day
+from sparkals.score import item_matrix, score_all, similar_items
+from sparkals.vocabulary import (
+    EVENT, FEATURES, ITEM_ID, ITEM_IDX, MODEL_VERSION, RANK, SCORE, SEEN, SOURCE, USER_ID, USER_IDX,
+    require_columns,
+)
+
+__all__ = [
+    "RECOMMENDATION_COLUMNS", "SIMILAR_ITEM_COLUMNS", "recommend_top_n", "seen_arrays", "seen_pairs",
+    "similar_items_top_n", "users_to_score", "with_model_version",
+]
+
+RECOMMENDATION_COLUMNS = [USER_ID, RANK, ITEM_ID, SCORE, SOURCE, MODEL_VERSION]
+SIMILAR_ITEM_COLUMNS = [ITEM_ID, RANK, "similar_item_id", SCORE, MODEL_VERSION]
 
 
-def _since(run_date: dt.date, days: int) -> F.Column:
+def _last_days(events: DataFrame, run_date: dt.date, days: int) -> Column:
     """Events of the last `days` days up to and including the run date (all when days is 0)."""
-    if days <= 0:
-        return F.lit(True)
-    return F.col("event_date") > F.lit(run_date - dt.timedelta(days=days))
-
-
-def item_keys(items: DataFrame) -> DataFrame:
-    """The item index table (`id`, `idx`) under the names scoring joins on: `item_id`, `item`."""
-    return items.select(F.col("id").alias("item_id"), F.col("idx").alias("item"))
+    return since_day(events, run_date - dt.timedelta(days=days - 1) if days > 0 else None)
 
 
 def users_to_score(events: DataFrame, run_date: dt.date, active_days: int = 0) -> DataFrame:
     """`user_id` of every user with an event in the window: tonight's audience."""
-    return events.filter(_since(run_date, active_days)).select("user_id").distinct()
+    return events.filter(_last_days(events, run_date, active_days)).select(USER_ID).distinct()
 
 
-def seen_items(
-    events: DataFrame, items: DataFrame, filter_events: Sequence[str], run_date: dt.date, lookback_days: int = 0
+def seen_pairs(
+    events: DataFrame, filter_events: Sequence[str], run_date: dt.date, lookback_days: int = 0
 ) -> DataFrame:
-    """`user_id`, `seen` (array of item indexes) the user must not be recommended again.
-
-    Items without an index cannot be recommended anyway, so they are left out here."""
-    chosen = events.filter(F.col("event").isin(list(filter_events)) & _since(run_date, lookback_days))
-    return seen_arrays(chosen, items)
+    """(`user_id`, `item_id`) pairs the user must not be recommended again: events of a type in
+    `filter_events` within the last `lookback_days` days (0: all history)."""
+    chosen = events.filter(F.col(EVENT).isin(list(filter_events)) & _last_days(events, run_date, lookback_days))
+    return chosen.select(USER_ID, ITEM_ID)
 
 
 def seen_arrays(pairs: DataFrame, items: DataFrame) -> DataFrame:
     """(`user_id`, `item_id`) pairs to `user_id`, `seen` (sorted item indexes): the masks the
     scorer takes. Items without an index are dropped (the model cannot recommend them)."""
     return (
-        pairs.join(item_keys(items), "item_id")
-        .groupBy("user_id")
-        .agg(F.array_sort(F.collect_set("item")).alias("seen"))
+        pairs.join(items, ITEM_ID)
+        .groupBy(USER_ID)
+        .agg(F.array_sort(F.collect_set(ITEM_IDX)).alias(SEEN))
     )
 
 
-def fallback_scores(
-    events: DataFrame, ratings: DataFrame, items: DataFrame, run_date: dt.date, days: int
-) -> DataFrame:
-    """`item`, `score`: distinct users per item over the last `days` days of `events`, plus the
-    item's all-time users in `ratings` (`user`, `item`: one row a pair) as a fraction below one,
-    so ties (and items quiet lately) still rank sensibly.
-
-    The all-time count comes from the ratings, which are already one row per (user, item) and
-    count within each partition; counting distinct users over the raw events instead was a
-    shuffle of every event (37 s of 170 at 16M events). Only the recent days are shuffled."""
-    ever = ratings.groupBy("item").agg(F.count("*").alias("ever"))
-    recent = (
-        events.filter(_since(run_date, days)).select("item_id", "user_id").distinct()
-        .join(item_keys(items), "item_id").groupBy("item").agg(F.count("*").alias("recent"))
-    )
-    most = ever.agg(F.max("ever").alias("most"))
-    return ever.join(recent, "item", "left").crossJoin(F.broadcast(most)).select(
-        "item", (F.coalesce(F.col("recent"), F.lit(0)) + F.col("ever") / (F.col("most") + 1)).alias("score")
-    )
-
-
-def scoring_input(
-    audience: DataFrame, users: DataFrame, user_factors: DataFrame, seen: DataFrame | None = None
+def _scoring_input(
+    audience: DataFrame, users: DataFrame, user_factors: DataFrame, seen: DataFrame | None
 ) -> DataFrame:
     """`user_id`, `features` (null: no factors, serve the fallback), `seen` (null: nothing to
     mask) for every user to score."""
-    factors = users.select(F.col("id").alias("user_id"), F.col("idx").alias("user")).join(
-        user_factors.select(F.col("id").alias("user"), "features"), "user"
-    )
-    with_factors = audience.join(factors, "user_id", "left")
+    factors = users.join(user_factors.select(F.col("id").alias(USER_IDX), FEATURES), USER_IDX)
+    with_factors = audience.join(factors, USER_ID, "left")
     if seen is None:
-        return with_factors.select("user_id", "features", F.lit(None).cast("array<int>").alias("seen"))
-    return with_factors.join(seen, "user_id", "left").select("user_id", "features", "seen")
+        return with_factors.select(USER_ID, FEATURES, F.lit(None).cast("array<int>").alias(SEEN))
+    return with_factors.join(seen, USER_ID, "left").select(USER_ID, FEATURES, SEEN)
 
 
-def to_original_ids(scored: DataFrame, items: DataFrame, model_version: str) -> DataFrame:
-    """Scorer output (`user_id`, `rank`, `item`, `score`, `source`) with item indexes translated
-    back to the original ids, in the published column order."""
-    return scored.join(item_keys(items), "item").select(
-        "user_id", "rank", "item_id", F.col("score").cast("double").alias("score"), "source",
-        F.lit(model_version).alias("model_version"),
+def recommend_top_n(
+    model: ALSModel,
+    audience: DataFrame,
+    users: DataFrame,
+    items: DataFrame,
+    n: int,
+    *,
+    seen: DataFrame | None = None,
+    excluded: DataFrame | None = None,
+    fallback: DataFrame | None = None,
+    block_size: int = 1024,
+    memory_mb: int = 256,
+) -> DataFrame:
+    """The top `n` items for every `audience` user (`user_id`): `user_id`, `rank`, `item_id`,
+    `score`, `source`.
+
+    - `users` / `items`: the index tables the model was trained with (`user_id`, `user_idx`),
+      (`item_id`, `item_idx`);
+    - `seen` (`user_id`, `item_id`): pairs never recommended (what the user already bought);
+    - `excluded` (`item_id`): items no user gets (the exclusion list);
+    - `fallback` (`item_idx`, `score`): the ranking served to users without factors (`source`
+      "fallback"); without it such users get no rows.
+    Seen and excluded items are masked before the top-N is taken, so users still get `n` items
+    when the catalogue allows.
+    """
+    require_columns(audience, [USER_ID], "recommend_top_n (audience)")
+    require_columns(users, [USER_ID, USER_IDX], "recommend_top_n (user index)")
+    require_columns(items, [ITEM_ID, ITEM_IDX], "recommend_top_n (item index)")
+    banned = excluded.select(ITEM_ID).join(items, ITEM_ID).select(ITEM_IDX) if excluded is not None else None
+    matrix = item_matrix(model.itemFactors, fallback, banned)
+    masks = seen_arrays(seen, items) if seen is not None else None
+    scored = score_all(
+        _scoring_input(audience, users, model.userFactors, masks), matrix, n, block_size, memory_mb, key=USER_ID
+    )
+    return scored.join(items, ITEM_IDX).select(
+        USER_ID, RANK, ITEM_ID, F.col(SCORE).cast("double").alias(SCORE), SOURCE
     )
 
 
-def similar_to_original_ids(similar: DataFrame, items: DataFrame, model_version: str) -> DataFrame:
-    """`similar_items` output (`item`, `rank`, `similar`, `score`) in the original ids:
-    `item_id`, `rank`, `similar_item_id`, `score`, `model_version`."""
-    keys = item_keys(items)
-    return (
-        similar.join(keys, "item")
-        .join(keys.select(F.col("item_id").alias("similar_item_id"), F.col("item").alias("similar")), "similar")
-        .select("item_id", "rank", "similar_item_id", "score", F.lit(model_version).alias("model_version"))
-    )
+def with_model_version(recs: DataFrame, model_version: str) -> DataFrame:
+    """Recommendations in the published column order, each row naming the model that made it."""
+    return recs.select(*RECOMMENDATION_COLUMNS[:-1], F.lit(model_version).alias(MODEL_VERSION))
 
 
-def top_n_indexed(model: ALSModel, n: int) -> DataFrame:
-    """`user`, `rank` (1..n), `item`, `score` for every user with factors, straight from Spark's
-    `recommendForAllUsers` (no filtering): the reference the blocked scorer is measured against."""
-    return model.recommendForAllUsers(n).select(
-        "user", F.posexplode("recommendations").alias("pos", "rec")
-    ).select(
-        "user",
-        (F.col("pos") + 1).cast("int").alias("rank"),
-        F.col("rec.item").alias("item"),
-        F.col("rec.rating").cast("double").alias("score"),
-    )
-
-
-def native_top_n_filtered(model: ALSModel, seen: DataFrame, n: int) -> DataFrame:
-    """The usual work-around without a masking scorer: ask `recommendForAllUsers` for
-    n + max(seen) items, anti-join the seen (`user`, `item`) pairs, keep the first n.
-    Kept as the baseline of scripts/bench_scoring.py and as a cross-check in the tests."""
-    widest = seen.groupBy("user").count().agg(F.max("count")).first()[0] or 0
-    candidates = top_n_indexed(model, n + int(widest)).join(seen, ["user", "item"], "left_anti")
-    by_score = Window.partitionBy("user").orderBy(F.col("score").desc(), F.col("item"))
-    return (
-        candidates.withColumn("rank", F.row_number().over(by_score))
-        .filter(F.col("rank") <= n)
-        .select("user", "rank", "item", "score")
+def similar_items_top_n(
+    model: ALSModel, items: DataFrame, n: int, block_size: int = 1024, memory_mb: int = 256
+) -> DataFrame:
+    """Item-to-item top-N by cosine similarity of the item factors, in the original ids:
+    `item_id`, `rank`, `similar_item_id`, `score`."""
+    similar = similar_items(model.itemFactors, n, block_size, memory_mb)
+    others = items.select(F.col(ITEM_ID).alias("similar_item_id"), F.col(ITEM_IDX).alias("similar_item_idx"))
+    return similar.join(items, ITEM_IDX).join(others, "similar_item_idx").select(
+        ITEM_ID, RANK, "similar_item_id", SCORE
     )

@@ -8,7 +8,12 @@ import html
 import json
 from typing import Any
 
-METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
+from sparkals.vocabulary import METRIC_NAMES
+
+__all__ = ["html_page", "markdown"]
+
+# Every ranking metric but recall_capped (close to recall at these K), and catalogue coverage.
+METRICS = tuple(name for name in METRIC_NAMES if name != "recall_capped") + ("coverage",)
 COLOURS = {"als": "#d62728", "popular": "#1f77b4", "recent_popular": "#2ca02c"}
 
 

@@ -20,6 +20,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from sparkals.vocabulary import FEATURES, ITEM_IDX, RANK, SCORE, SEEN, SOURCE
+
+__all__ = [
+    "ALS_SOURCE", "FALLBACK_SOURCE", "ItemMatrix", "block_rows", "item_matrix", "score_all", "score_block",
+    "similar_items", "top_n",
+]
+
 ALS_SOURCE = "als"
 FALLBACK_SOURCE = "fallback"
 
@@ -58,13 +65,13 @@ def item_matrix(
 ) -> ItemMatrix:
     """Collect ALS item factors (`id`, `features`) into dense arrays on the driver.
 
-    `fallback` (`item`, `score`) and `excluded` (`item`) are keyed by item index. This is the one
-    collect of scoring: items x rank floats (1M items at rank 64 is 256 MB), never the users.
+    `fallback` (`item_idx`, `score`) and `excluded` (`item_idx`) are keyed by item index. This is
+    the one collect of scoring: items x rank floats (1M items at rank 64 is 256 MB), never the users.
     """
-    table = item_factors.select(F.col("id").cast("int").alias("id"), "features").orderBy("id").toArrow()
+    table = item_factors.select(F.col("id").cast("int").alias("id"), FEATURES).orderBy("id").toArrow()
     ids = table.column("id").to_numpy().astype(np.int32)
-    rank = len(table.column("features")[0]) if table.num_rows else 0
-    flat = pc.list_flatten(table.column("features")).to_numpy()
+    rank = len(table.column(FEATURES)[0]) if table.num_rows else 0
+    flat = pc.list_flatten(table.column(FEATURES)).to_numpy()
     factors = np.ascontiguousarray(flat.reshape(len(ids), rank), dtype=np.float32)
     if normalise:
         norms = np.linalg.norm(factors, axis=1, keepdims=True)
@@ -72,14 +79,14 @@ def item_matrix(
     matrix = ItemMatrix(ids=ids, factors=factors)
     popular = None
     if fallback is not None:
-        rows = fallback.select(F.col("item").cast("int"), F.col("score").cast("float")).toArrow()
+        rows = fallback.select(F.col(ITEM_IDX).cast("int"), F.col(SCORE).cast("float")).toArrow()
         popular = np.full(len(ids), -np.inf, dtype=np.float32)
-        where = matrix.positions(rows.column("item").to_numpy())
+        where = matrix.positions(rows.column(ITEM_IDX).to_numpy())
         known = where >= 0
-        popular[where[known]] = rows.column("score").to_numpy()[known]
+        popular[where[known]] = rows.column(SCORE).to_numpy()[known]
     banned = None
     if excluded is not None:
-        items = excluded.select(F.col("item").cast("int")).distinct().toArrow().column("item").to_numpy()
+        items = excluded.select(F.col(ITEM_IDX).cast("int")).distinct().toArrow().column(ITEM_IDX).to_numpy()
         where = matrix.positions(items)
         banned = np.unique(where[where >= 0])
     return dataclasses.replace(matrix, fallback=popular, excluded=banned)
@@ -120,7 +127,7 @@ def _products(features: pa.Array, items: ItemMatrix) -> np.ndarray:
 def score_block(block: pa.RecordBatch, items: ItemMatrix, n: int, key: str) -> pa.RecordBatch:
     """One block of users (`key`, `features` or null, `seen` item indexes) to their top-N rows."""
     rows = block.num_rows
-    features = block.column("features")
+    features = block.column(FEATURES)
     has_factors = features.is_valid().to_numpy(zero_copy_only=False)
     if has_factors.all():
         # The usual block: the product is the score matrix, no masked copy into a second one.
@@ -132,7 +139,7 @@ def score_block(block: pa.RecordBatch, items: ItemMatrix, n: int, key: str) -> p
         scores[~has_factors] = items.fallback if items.fallback is not None else -np.inf
     if items.excluded is not None and len(items.excluded):
         scores[:, items.excluded] = -np.inf
-    seen = block.column("seen")
+    seen = block.column(SEEN)
     lengths = pc.fill_null(pc.list_value_length(seen), 0).to_numpy()
     if lengths.sum():
         seen_rows = np.repeat(np.arange(rows), lengths)
@@ -149,7 +156,7 @@ def score_block(block: pa.RecordBatch, items: ItemMatrix, n: int, key: str) -> p
             pa.array(scores[row_of, col_of], type=pa.float32()),
             pa.array(source, type=pa.string()),
         ],
-        names=[key, "rank", "item", "score", "source"],
+        names=[key, RANK, ITEM_IDX, SCORE, SOURCE],
     )
 
 
@@ -163,7 +170,7 @@ def score_all(
     users: DataFrame, items: ItemMatrix, n: int, block_size: int = 4096, memory_mb: int = 256, key: str = "key"
 ) -> DataFrame:
     """Top-N for every row of `users` (`key`, `features` array<float> or null, `seen` array<int>
-    or null): `key`, `rank`, `item`, `score`, `source` (`als`, or `fallback` for null features).
+    or null): `key`, `rank`, `item_idx`, `score`, `source` (`als`, or `fallback` for null features).
 
     Exact: the same lists (up to ties) as scoring every item and sorting, with seen and excluded
     items never returned.
@@ -181,31 +188,33 @@ def score_all(
 
     schema = T.StructType([
         T.StructField(key, key_type),
-        T.StructField("rank", T.IntegerType()),
-        T.StructField("item", T.IntegerType()),
-        T.StructField("score", T.FloatType()),
-        T.StructField("source", T.StringType()),
+        T.StructField(RANK, T.IntegerType()),
+        T.StructField(ITEM_IDX, T.IntegerType()),
+        T.StructField(SCORE, T.FloatType()),
+        T.StructField(SOURCE, T.StringType()),
     ])
     prepared = users.select(
-        key, F.col("features").cast("array<float>").alias("features"), F.col("seen").cast("array<int>").alias("seen")
+        key, F.col(FEATURES).cast("array<float>").alias(FEATURES), F.col(SEEN).cast("array<int>").alias(SEEN)
     )
     return prepared.mapInArrow(run, schema)
 
 
 def similar_items(item_factors: DataFrame, n: int, block_size: int = 4096, memory_mb: int = 256) -> DataFrame:
-    """Item-to-item top-N by cosine similarity of ALS item factors: `item`, `rank`, `similar`, `score`.
+    """Item-to-item top-N by cosine similarity of ALS item factors: `item_idx`, `rank`,
+    `similar_item_idx`, `score`.
 
     The same blocked scorer with unit-length factors on both sides and each item masked from
     its own list.
     """
     matrix = item_matrix(item_factors, normalise=True)
-    squares = F.aggregate("features", F.lit(0.0), lambda total, x: total + x * x)
+    squares = F.aggregate(FEATURES, F.lit(0.0), lambda total, x: total + x * x)
     queries = item_factors.select(
         F.col("id").cast("int").alias("key"),
-        F.transform("features", lambda x: x / F.greatest(F.sqrt(squares), F.lit(1e-12))).alias("features"),
-        F.array(F.col("id").cast("int")).alias("seen"),
+        F.transform(FEATURES, lambda x: x / F.greatest(F.sqrt(squares), F.lit(1e-12))).alias(FEATURES),
+        F.array(F.col("id").cast("int")).alias(SEEN),
     )
     scored = score_all(queries, matrix, n, block_size, memory_mb, key="key")
     return scored.select(
-        F.col("key").alias("item"), "rank", F.col("item").alias("similar"), F.col("score").cast("double").alias("score")
+        F.col("key").alias(ITEM_IDX), RANK, F.col(ITEM_IDX).alias("similar_item_idx"),
+        F.col(SCORE).cast("double").alias(SCORE),
     )

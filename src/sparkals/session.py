@@ -17,6 +17,9 @@ from sparkals.config import SparkSettings
 if TYPE_CHECKING:  # pyspark is imported only after use_spark_home() had its chance
     from pyspark.sql import SparkSession
 
+__all__ = ["JavaMissingError", "SparkHomeError", "build_session", "java_major_version", "require_java",
+           "spark_home_to_use", "use_spark_home"]
+
 log = logging.getLogger(__name__)
 
 

@@ -8,14 +8,21 @@ pairs with `user_items`.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from sparkals.config import EvaluateSettings
+from sparkals.vocabulary import EVENT_DATE, ITEM_ID, TS, USER_ID
+
+__all__ = ["Holdout", "last_days_cutoff", "leave_last_n_out", "split_events", "time_split", "user_items"]
+
 
 def _event_day(events: DataFrame) -> Column:
     """The event's day: `event_date` as ingest wrote it, else the day of `ts` in the session time zone."""
-    return F.col("event_date") if "event_date" in events.columns else F.to_date(F.col("ts"))
+    return F.col(EVENT_DATE) if EVENT_DATE in events.columns else F.to_date(F.col(TS))
 
 
 def time_split(events: DataFrame, cutoff: dt.date) -> tuple[DataFrame, DataFrame]:
@@ -51,21 +58,53 @@ def leave_last_n_out(events: DataFrame, n: int) -> tuple[DataFrame, DataFrame]:
     """
     if n < 1:
         raise ValueError(f"leave_last_n_out needs n >= 1, got n={n}")
-    pairs = events.groupBy("user_id", "item_id").agg(F.max("ts").alias("_last_ts"))
-    per_user = Window.partitionBy("user_id")
-    newest_first = per_user.orderBy(F.col("_last_ts").desc(), F.col("item_id").asc())
+    pairs = events.groupBy(USER_ID, ITEM_ID).agg(F.max(TS).alias("_last_ts"))
+    per_user = Window.partitionBy(USER_ID)
+    newest_first = per_user.orderBy(F.col("_last_ts").desc(), F.col(ITEM_ID).asc())
     held_out = (
         pairs.withColumn("_pos", F.row_number().over(newest_first))
         .withColumn("_items", F.count("*").over(per_user))
         .filter((F.col("_items") > n) & (F.col("_pos") <= n))
-        .select("user_id", "item_id")
+        .select(USER_ID, ITEM_ID)
     )
-    train = events.join(held_out, ["user_id", "item_id"], "left_anti").select(*events.columns)
-    test = events.join(held_out, ["user_id", "item_id"], "left_semi").select(*events.columns)
+    train = events.join(held_out, [USER_ID, ITEM_ID], "left_anti").select(*events.columns)
+    test = events.join(held_out, [USER_ID, ITEM_ID], "left_semi").select(*events.columns)
     return train, test
 
 
 def user_items(events: DataFrame) -> DataFrame:
-    """Distinct (`user`, `item`) pairs of events, in the column names `sparkals.metrics` takes:
-    the relevance set of a test period, or what a user has already seen in training."""
-    return events.select(F.col("user_id").alias("user"), F.col("item_id").alias("item")).distinct()
+    """Distinct (`user_id`, `item_id`) pairs of events: the relevance set of a test period, or
+    what a user has already seen in training."""
+    return events.select(USER_ID, ITEM_ID).distinct()
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """Train and test events of one split, and what identifies it in a report."""
+
+    train: DataFrame
+    test: DataFrame
+    method: str
+    cutoff: dt.date | None
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.method, "cutoff": str(self.cutoff) if self.cutoff else None}
+
+    @property
+    def as_of(self) -> dt.date | None:
+        """The day training ratings are built "as of": the day before the test period, so that
+        time decay never looks into the future (None: no cutoff, use the run date)."""
+        return self.cutoff - dt.timedelta(days=1) if self.cutoff else None
+
+
+def split_events(events: DataFrame, settings: EvaluateSettings, run_date: dt.date) -> Holdout:
+    """The configured split of events up to the run date."""
+    if settings.split == "leave_last_n":
+        train, test = leave_last_n_out(events, settings.leave_last_n)
+        return Holdout(train, test, f"leave_last_{settings.leave_last_n}", None)
+    cutoff = (
+        dt.date.fromisoformat(settings.cutoff_date) if settings.cutoff_date
+        else last_days_cutoff(run_date, settings.test_days)
+    )
+    train, test = time_split(events, cutoff)
+    return Holdout(train, test, "time", cutoff)

@@ -9,20 +9,23 @@ from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame
 
 from sparkals.config import ALSSettings
+from sparkals.vocabulary import ITEM_IDX, RATING, USER_IDX, require_columns
+
+__all__ = ["FittedALS", "build_als", "train_als"]
 
 
 @dataclass(frozen=True)
-class TrainResult:
+class FittedALS:
     model: ALSModel
     seconds: float
 
 
 def build_als(settings: ALSSettings) -> ALS:
-    """The estimator: implicit preferences, `user`/`item`/`rating` columns, seed fixed."""
+    """The estimator: implicit preferences, `user_idx`/`item_idx`/`rating` columns, seed fixed."""
     return ALS(
-        userCol="user",
-        itemCol="item",
-        ratingCol="rating",
+        userCol=USER_IDX,
+        itemCol=ITEM_IDX,
+        ratingCol=RATING,
         implicitPrefs=True,
         rank=settings.rank,
         maxIter=settings.max_iter,
@@ -39,13 +42,14 @@ def build_als(settings: ALSSettings) -> ALS:
     )
 
 
-def train_als(ratings: DataFrame, settings: ALSSettings) -> TrainResult:
-    """Fit ALS on `user`, `item`, `rating`. Set a checkpoint directory on the SparkContext first:
-    without one, long runs build a lineage deep enough for a StackOverflowError."""
+def train_als(ratings: DataFrame, settings: ALSSettings) -> FittedALS:
+    """Fit ALS on `user_idx`, `item_idx`, `rating`. Set a checkpoint directory on the SparkContext
+    first: without one, long runs build a lineage deep enough for a StackOverflowError."""
+    require_columns(ratings, [USER_IDX, ITEM_IDX, RATING], "train_als")
     if ratings.sparkSession.sparkContext.getCheckpointDir() is None:
-        raise RuntimeError("set a checkpoint directory before training ALS (see pipeline.train)")
+        raise RuntimeError("set a checkpoint directory before training ALS (the train stage sets output.root/checkpoints)")
     started = time.perf_counter()
     model = build_als(settings).fit(ratings)
     # fit is lazy about the factors' final materialisation: force it so the timing is honest.
     model.userFactors.count()
-    return TrainResult(model=model, seconds=time.perf_counter() - started)
+    return FittedALS(model=model, seconds=time.perf_counter() - started)

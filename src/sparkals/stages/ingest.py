@@ -1,0 +1,156 @@
+"""Stage `ingest`: the input log → clean events under `events/event_date=...`, every other row to
+`quarantine/run_date=...` with its reason, and the row accounting in `runs/run_date=.../ingest.json`:
+rows_read == accepted + quarantined + duplicates + dropped_unknown_events, exactly."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from sparkals import fs
+from sparkals.config import Config, InputSettings
+from sparkals.errors import PipelineError
+from sparkals.ingest import CORRUPT_COLUMN, DROPPED, REASONS, accepted, parse_events, quarantined
+from sparkals.paths import Paths
+from sparkals.stages.common import timed
+from sparkals.vocabulary import EVENT_DATE
+
+__all__ = ["IngestResult", "RowCounts", "count_rows", "read_input", "run"]
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """Where every row read went."""
+
+    rows_read: int
+    accepted: int
+    quarantined: int
+    duplicates: int
+    dropped_unknown_events: int
+    quarantined_by_reason: dict[str, int]
+
+    def share_quarantined(self) -> float:
+        return self.quarantined / self.rows_read if self.rows_read else 0.0
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    rows_read: int
+    accepted: int
+    quarantined: int
+    duplicates: int
+    dropped_unknown_events: int
+    seconds: float = 0.0
+
+
+def _input_paths(spark: SparkSession, source: InputSettings, run_date: dt.date) -> list[str]:
+    """The paths to read: `input.path`, or with "{date}" in it one path per day of the window."""
+    if "{date}" in source.path:
+        days = [run_date - dt.timedelta(days=i) for i in range(max(1, source.lookback_days))]
+        candidates = [source.path.replace("{date}", day.isoformat()) for day in days]
+    else:
+        candidates = [source.path]
+    found = [path for path in candidates if fs.glob_has_files(spark, path)]
+    if not found:
+        if len(candidates) == 1 and fs.exists(spark, candidates[0]):
+            raise PipelineError(f"input {candidates[0]!r} holds no files")
+        raise PipelineError(
+            f"input path {source.path!r} does not exist"
+            + (f" for any day from {candidates[-1]} to {candidates[0]}" if len(candidates) > 1 else "")
+            + "; set input.path"
+        )
+    return found
+
+
+def read_input(spark: SparkSession, source: InputSettings, run_date: dt.date) -> DataFrame:
+    """The raw event log with every column as text where the format allows, plus the
+    corrupt-record column for lines the reader could not parse (CSV, JSON)."""
+    paths = _input_paths(spark, source, run_date)
+    if source.format == "csv":
+        reader = spark.read.option("header", str(source.header).lower()).option("sep", source.delimiter)
+        columns = reader.csv(paths).columns
+        schema = ", ".join(f"`{name}` string" for name in columns) + f", `{CORRUPT_COLUMN}` string"
+        raw = (
+            reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
+            .schema(schema).csv(paths)
+        )
+    elif source.format == "json":
+        raw = (
+            spark.read.option("primitivesAsString", "true")
+            .option("columnNameOfCorruptRecord", CORRUPT_COLUMN).json(paths)
+        )
+    else:
+        raw = spark.read.parquet(*paths)
+    if source.partition_column and source.lookback_days > 0:
+        if source.partition_column not in raw.columns:
+            raise PipelineError(f"input.partition_column {source.partition_column!r} is not a column of the input")
+        first = run_date - dt.timedelta(days=source.lookback_days - 1)
+        day = F.to_date(F.col(source.partition_column).cast("string"))
+        raw = raw.filter(day.between(F.lit(first), F.lit(run_date)))
+    return raw
+
+
+def count_rows(by_reason: dict[str | None, int], accepted_rows: int) -> RowCounts:
+    """Rows per quarantine reason (None: good rows, before duplicates go) to the accounting."""
+    quarantine = {reason: by_reason[reason] for reason in REASONS if reason in by_reason}
+    return RowCounts(
+        rows_read=sum(by_reason.values()),
+        accepted=accepted_rows,
+        quarantined=sum(quarantine.values()),
+        duplicates=by_reason.get(None, 0) - accepted_rows,
+        dropped_unknown_events=by_reason.get(DROPPED, 0),
+        quarantined_by_reason=quarantine,
+    )
+
+
+@timed("ingest")
+def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> IngestResult:
+    """Input log to clean events; fails, writing nothing downstream, when more than
+    `ingest.max_quarantine_share` of the rows are quarantined."""
+    paths = Paths(cfg.output.root)
+    # Cache the full rows: CSV only flags a malformed line when every column is parsed, so every
+    # use of `parsed` must see the same fully parsed rows. `parsed` itself is cheap expressions
+    # over them, and wider (it carries the raw fields for the quarantine): not cached.
+    raw = read_input(spark, cfg.input, run_date).cache()
+    try:
+        parsed = parse_events(raw, cfg.input, cfg.ingest, run_date)
+        by_reason = {row["reason"]: row["count"] for row in parsed.groupBy("reason").count().collect()}
+        if not by_reason:
+            raise PipelineError(f"input {cfg.input.path!r} holds no rows (only a header, or empty files)")
+        good = accepted(parsed).cache()
+        counts = count_rows(by_reason, good.count())
+        _write(spark, paths, cfg, run_date, parsed, good, counts)
+        good.unpersist()
+    finally:
+        raw.unpersist()
+    return IngestResult(counts.rows_read, counts.accepted, counts.quarantined, counts.duplicates,
+                        counts.dropped_unknown_events)
+
+
+def _write(
+    spark: SparkSession, paths: Paths, cfg: Config, run_date: dt.date, parsed: DataFrame, good: DataFrame,
+    counts: RowCounts,
+) -> None:
+    """Quarantine and the record first; the clean events only when the share quarantined is acceptable."""
+    fs.delete(spark, paths.quarantine(run_date))
+    if counts.quarantined:
+        quarantined(parsed).write.mode("overwrite").parquet(paths.quarantine(run_date))
+    share = counts.share_quarantined()
+    failed = share > cfg.ingest.max_quarantine_share
+    record = {
+        "run_date": str(run_date), "input": cfg.input.path, **asdict(counts),
+        "quarantine_path": paths.quarantine(run_date), "status": "failed" if failed else "succeeded",
+    }
+    fs.write_json(spark, paths.ingest_record(run_date), record)
+    if failed:
+        raise PipelineError(
+            f"{share:.1%} of {counts.rows_read:,} rows were quarantined, above ingest.max_quarantine_share "
+            f"({cfg.ingest.max_quarantine_share:.1%}): {counts.quarantined_by_reason}. Nothing was written downstream; "
+            f"see {paths.quarantine(run_date)} and fix the input or the [input] mapping."
+        )
+    good.write.mode("overwrite").option("partitionOverwriteMode", "dynamic").partitionBy(EVENT_DATE).parquet(
+        paths.events
+    )

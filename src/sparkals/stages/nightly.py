@@ -1,0 +1,81 @@
+"""Stage `nightly`: every stage in order for one run date; rerunning the same date replaces its
+outputs. The run record `runs/run_date=.../summary.json` is written whatever happens: status
+`succeeded`, `gated` (tonight's model was refused and the previous one served) or `failed`."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyspark
+from pyspark.sql import SparkSession
+
+import sparkals
+from sparkals import fs
+from sparkals.config import Config
+from sparkals.paths import Paths
+from sparkals.stages import aggregate, gate, ingest, recommend, train
+
+__all__ = ["NightlyResult", "STAGES", "revision", "run"]
+
+STAGES = {"ingest": ingest.run, "aggregate": aggregate.run, "train": train.run, "gate": gate.run,
+          "recommend": recommend.run}
+
+
+@dataclass(frozen=True)
+class NightlyResult:
+    run_date: str
+    status: str
+    ingest: ingest.IngestResult
+    aggregate: aggregate.AggregateResult
+    train: train.TrainResult
+    gate: gate.GateResult
+    recommend: recommend.RecommendResult
+    seconds: float
+
+
+def revision() -> str:
+    """The code that ran: the git revision when run from a checkout, else the package version."""
+    package = f"sparkals {sparkals.__version__}"
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return package
+    return (found.stdout.strip() if found.returncode == 0 else "") or package
+
+
+def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> NightlyResult:
+    """ingest → aggregate → train → gate → recommend, and the run record."""
+    paths = Paths(cfg.output.root)
+    started = time.perf_counter()
+    record: dict[str, Any] = {
+        "run_date": str(run_date), "config_fingerprint": cfg.fingerprint(), "revision": revision(),
+        "spark_version": pyspark.__version__, "status": "running",
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    results: dict[str, Any] = {}
+    try:
+        for name, stage in STAGES.items():
+            results[name] = stage(spark, cfg, run_date)
+            record[name] = dataclasses.asdict(results[name])
+        record["status"] = "gated" if results["gate"].refused else "succeeded"
+    except Exception as err:
+        record.update(status="failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        record["stage_seconds"] = {name: result.seconds for name, result in results.items()}
+        record["outputs"] = {
+            "events": paths.events, "ratings": paths.ratings(run_date), "recommendations": paths.recommendations(run_date),
+            "models": paths.models, "report": paths.reports(run_date),
+        }
+        fs.write_json(spark, paths.run_summary(run_date), record)
+    return NightlyResult(run_date=str(run_date), status=record["status"], seconds=record["seconds"], **results)
