@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from sparkals import fs
-from sparkals.config import Config
+from sparkals.config import Config, RecommendSettings
 from sparkals.errors import PipelineError
 from sparkals.paths import Paths
 from sparkals.popularity import fallback_scores
@@ -43,12 +43,11 @@ class RecommendResult:
 
 def build_recommendations(
     model: ALSModel, events: DataFrame, ratings: DataFrame, users: DataFrame, items: DataFrame,
-    excluded: DataFrame | None, cfg: Config, run_date: dt.date, version: str,
+    excluded: DataFrame | None, settings: RecommendSettings, run_date: dt.date, version: str,
 ) -> DataFrame:
     """Every active user's top-N in the published columns, seen and excluded items filtered, users
     without factors served the fallback; one output partition per user hash, sorted, so the same
     inputs always give the same files."""
-    settings = cfg.recommend
     fallback = fallback_scores(events, ratings, items, run_date, settings.fallback_days) if settings.fallback else None
     recs = recommend_top_n(
         model, users_to_score(events, run_date, settings.active_days), users, items, settings.top_n,
@@ -80,7 +79,9 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> RecommendResult:
     excluded = exclusion_list(spark, cfg.ratings, read_exclusion_file(spark, cfg))
 
     target = paths.recommendations(run_date)
-    recs = build_recommendations(model, events, ratings, users, items, excluded, cfg, run_date, version).persist()
+    recs = build_recommendations(
+        model, events, ratings, users, items, excluded, cfg.recommend, run_date, version
+    ).persist()
     try:
         by_source = _counts_by_source(recs)
         counts = {
