@@ -55,6 +55,9 @@ def test_set_parses_values_as_toml_and_bare_words_as_strings():
         ("als.num_user_blocks=0", "als.num_user_blocks must be at least 1"),
         ("als.intermediate_storage_level=RAM", "als.intermediate_storage_level must be one of MEMORY_AND_DISK"),
         ("rank", "must look like section.key=value"),
+        ('evaluate.split="daily"', "evaluate.split must be time, leave_last_n or random"),
+        ("evaluate.test_fraction=1.5", "evaluate.test_fraction must be between 0 and 1"),
+        ("gate.min_lift=-0.1", "gate.min_lift must not be negative"),
     ],
 )
 def test_bad_settings_are_named(override, message):
@@ -88,3 +91,19 @@ def test_list_settings_are_checked_item_by_item():
         _merge(target, {"ks": [1, "two"]}, "x")
     with pytest.raises(ConfigError, match=r"x\.ks must be a list"):
         _merge(target, {"ks": 3}, "x")
+
+
+def test_a_log_without_time_needs_a_split_and_ratings_without_time():
+    timeless = 'input.columns.timestamp=""'
+    with pytest.raises(ConfigError, match=r'evaluate\.split = "time" needs event times.*set evaluate\.split = "random"'):
+        load_config([], [timeless])
+    with pytest.raises(ConfigError, match="ratings.half_life_days needs event times"):
+        load_config([], [timeless, 'evaluate.split="random"', "ratings.half_life_days=7"])
+    cfg = load_config([], [timeless, 'evaluate.split="random"'])
+    assert cfg.input.columns.timestamp == "" and cfg.evaluate.split == "random"
+
+
+def test_shipped_mappings_load():
+    steam = load_config([CONF / "base.toml", CONF / "steam.toml"])
+    assert (steam.input.columns.timestamp, steam.evaluate.split, steam.input.header) == ("", "random", False)
+    assert steam.input.events["purchase"] == "transaction" and steam.ratings.weights["play"] == 1.0

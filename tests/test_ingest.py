@@ -191,3 +191,28 @@ def test_ids_of_every_kind_round_trip_to_the_recommendations(spark, tmp_path):
     recs = spark.read.parquet(str(out / "recommendations" / "run_date=2015-06-05")).collect()
     assert {r.user_id for r in recs} == set(users)
     assert {r.item_id for r in recs} <= set(items)
+
+
+def test_a_play_count_log_without_time_is_a_snapshot_of_the_run_date(spark, small_settings, tmp_path):
+    # The commented example of conf/steam.toml: user, item, count; tab-separated; no event, no time.
+    log = tmp_path / "plays.tsv"
+    log.write_text("user\titem\tcount\nu1\tsong-a\t12\nu1\tsong-b\t3\nu2\tsong-a\t1\nu2\tsong-a\t1\nu3\t\t4\n")
+    mapping = [
+        "input.delimiter=\"\\t\"", 'input.constant_event="play"', 'input.columns.user="user"',
+        'input.columns.item="item"', 'input.columns.event=""', 'input.columns.timestamp=""',
+        'input.columns.quantity="count"', 'input.columns.transaction_id=""', 'input.events={play="play"}',
+        'evaluate.split="random"', "ingest.max_quarantine_share=0.5",
+    ]
+    cfg, result = run_ingest(spark, small_settings, log, *mapping)
+    assert result == {"rows_read": 5, "accepted": 3, "quarantined": 1, "duplicates": 1, "dropped_unknown_events": 0}
+    events = spark.read.parquet(Paths(cfg.output.root).events)
+    assert {(r.user_id, r.item_id, r.quantity) for r in events.collect()} == {
+        ("u1", "song-a", 12.0), ("u1", "song-b", 3.0), ("u2", "song-a", 1.0)}
+    assert {str(r.event_date) for r in events.collect()} == {str(RUN_DATE)}
+    assert {r.ts for r in events.collect()} == {dt.datetime.combine(RUN_DATE, dt.time())}
+    # The next night's snapshot replaces this one: no row is counted twice.
+    log.write_text("user\titem\tcount\nu1\tsong-a\t13\n")
+    run_ingest(spark, small_settings, log, *mapping, run_date=RUN_DATE + dt.timedelta(days=1))
+    again = spark.read.parquet(Paths(cfg.output.root).events)
+    assert [(r.user_id, r.quantity, str(r.event_date)) for r in again.collect()] == [
+        ("u1", 13.0, str(RUN_DATE + dt.timedelta(days=1)))]

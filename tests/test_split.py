@@ -102,3 +102,32 @@ def test_user_items_gives_distinct_pairs_in_metric_columns(spark):
                            ev("u2", "a", "2026-11-01 10:00:00")])
     expected = spark.createDataFrame([("u1", "a"), ("u2", "a")], "user_id string, item_id string")
     assertDataFrameEqual(user_items(events), expected)
+
+
+def test_random_split_is_stable_keeps_one_item_per_user_in_training_and_moves_whole_pairs(spark):
+    from sparkals.split import random_split
+
+    rows = [ev(f"u{u}", f"i{i}", "2026-11-01 10:00:00") for u in range(60) for i in range(u % 7 + 1)]
+    rows += [ev("u1", "i0", "2026-11-01 11:00:00", "cart")]  # a second event of a pair: it moves with the pair
+    events = frame(spark, rows)
+    train, test = random_split(events, 0.3, seed=7)
+    again_train, again_test = random_split(events, 0.3, seed=7)
+    assertDataFrameEqual(test, again_test)
+    assertDataFrameEqual(train, again_train)
+    assert train.count() + test.count() == events.count()
+    assert train.select("user_id").distinct().count() == 60  # nobody loses all of their history
+    pairs = lambda df: {(r.user_id, r.item_id) for r in df.select("user_id", "item_id").distinct().collect()}  # noqa: E731
+    assert not pairs(train) & pairs(test)
+    share = len(pairs(test)) / (len(pairs(train)) + len(pairs(test)))
+    assert 0.1 < share < 0.35  # each pair with probability 0.3, but every user's first pair stays
+    single = {f"u{u}" for u in range(60) if u % 7 == 0}  # users with one item are never tested
+    assert not single & {r.user_id for r in test.select("user_id").distinct().collect()}
+    _, other_test = random_split(events, 0.3, seed=8)
+    assert pairs(other_test) != pairs(test)
+
+
+def test_random_split_needs_a_fraction_between_zero_and_one(spark):
+    from sparkals.split import random_split
+
+    with pytest.raises(ValueError, match="0 < fraction < 1"):
+        random_split(frame(spark, []), 1.0, seed=1)

@@ -110,7 +110,13 @@ def print_summary(command: str, result: Any) -> None:
     print(f"ratings           {agg.ratings:,}")
     print(f"training time     {train.train_seconds:.1f}s (model {train.model_version})")
     if gate.candidate_score is not None:
-        print(f"holdout {gate.metric:<9} {gate.candidate_score:.4f} ({gate.status}; serving {gate.serving})")
+        serving = gate.serving or "no model: fallback for everyone"
+        print(f"holdout {gate.metric:<9} {gate.candidate_score:.4f} ({gate.status}; serving {serving})")
+        against = ", ".join(
+            f"{name} {score:.4f} ({'n/a' if gate.lift[name] is None else f'{gate.lift[name]:+.0%}'})"
+            for name, score in gate.baselines.items()
+        )
+        print(f"baselines         {against}")
     print(f"users scored      {rec.users_scored:,} ({rec.users_fallback:,} new or light: popular fallback)")
     print(f"recommendations   {rec.path}")
     print(f"total time        {result.seconds:.1f}s")
@@ -156,8 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print_summary(args.command, result)
     if _gated(result):
-        print(f"sparkals {args.command}: the quality gate refused tonight's model; the previous one "
-              "was served (see the run record)", file=sys.stderr)
+        print(f"sparkals {args.command}: the quality gate refused tonight's model; the previous one, if any, "
+              "was served, else the fallback (the run record says why)", file=sys.stderr)
         return GATED
     return 0
 

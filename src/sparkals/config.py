@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from sparkals.errors import SparkalsError
-from sparkals.vocabulary import CONFIDENCE_TRANSFORMS, INPUT_FORMATS, METRIC_NAMES, SPLIT_METHODS, UNKNOWN_EVENT_RULES
+from sparkals.vocabulary import (
+    CONFIDENCE_TRANSFORMS, INPUT_FORMATS, METRIC_NAMES, SPLIT_METHODS, TIMED_SPLITS, UNKNOWN_EVENT_RULES,
+)
 
 __all__ = [
     "ALSSettings", "Config", "ConfigError", "EvaluateSettings", "GateSettings", "IngestSettings", "InputColumns",
@@ -141,6 +143,8 @@ class EvaluateSettings:
     cutoff_date: str = ""
     test_days: int = 7
     leave_last_n: int = 1
+    test_fraction: float = 0.2
+    seed: int = 42
     ks: list[int] = field(default_factory=lambda: [5, 10, 20])
     relevant_events: list[str] = field(default_factory=lambda: ["view", "addtocart", "transaction"])
     exclude_seen: bool = True
@@ -163,6 +167,7 @@ class TuneSettings:
 class GateSettings:
     enabled: bool = True
     max_drop: float = 0.1
+    min_lift: float = 0.05
 
 
 @dataclass
@@ -184,9 +189,11 @@ class Config:
             raise ConfigError(f"input.format must be {_one_of(INPUT_FORMATS)}, not {self.input.format!r}")
         if not self.input.columns.timestamp_unit:
             raise ConfigError("input.columns.timestamp_unit must be ms, s, iso or a datetime pattern")
-        for name in ("user", "item", "timestamp"):
+        for name in ("user", "item"):
             if not getattr(self.input.columns, name):
                 raise ConfigError(f"input.columns.{name} must name a column")
+        if not self.input.columns.timestamp:
+            self._validate_without_time()
         if self.ingest.unknown_events not in UNKNOWN_EVENT_RULES:
             raise ConfigError(
                 f"ingest.unknown_events must be {_one_of(UNKNOWN_EVENT_RULES)}, not {self.ingest.unknown_events!r}"
@@ -225,6 +232,19 @@ class Config:
         self._validate_evaluation()
         return self
 
+    def _validate_without_time(self) -> None:
+        """A log without time (`input.columns.timestamp = ""`): nothing may depend on event times."""
+        if self.ratings.half_life_days > 0:
+            raise ConfigError(
+                "ratings.half_life_days needs event times, but input.columns.timestamp is \"\" (a log without "
+                "time): set ratings.half_life_days = 0"
+            )
+        if self.evaluate.split in TIMED_SPLITS:
+            raise ConfigError(
+                f"evaluate.split = \"{self.evaluate.split}\" needs event times, but input.columns.timestamp is \"\" "
+                "(a log without time): set evaluate.split = \"random\""
+            )
+
     def _validate_evaluation(self) -> None:
         ev = self.evaluate
         if ev.split not in SPLIT_METHODS:
@@ -234,6 +254,8 @@ class Config:
                 dt.date.fromisoformat(ev.cutoff_date)
             except ValueError as err:
                 raise ConfigError(f"evaluate.cutoff_date must be a date like 2026-10-25 or \"\": {err}") from err
+        if not 0.0 < ev.test_fraction < 1.0:
+            raise ConfigError("evaluate.test_fraction must be between 0 and 1 (exclusive)")
         if ev.max_test_users < 0:
             raise ConfigError("evaluate.max_test_users must not be negative (0: every test user)")
         if ev.test_days < 1 or ev.leave_last_n < 1 or ev.recent_days < 1:
@@ -255,6 +277,8 @@ class Config:
             )
         if not 0.0 <= self.gate.max_drop <= 1.0:
             raise ConfigError("gate.max_drop must be between 0 and 1")
+        if self.gate.min_lift < 0:
+            raise ConfigError("gate.min_lift must not be negative (0.05: beat the best baseline by 5 %)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

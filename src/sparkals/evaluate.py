@@ -130,11 +130,17 @@ def evaluate_holdout(
     holdout: Holdout, ratings: RatingsSettings, als: ALSSettings, settings: EvaluateSettings, as_of: dt.date,
     with_baselines: bool = True, excluded: DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Train on the holdout's past, score its test users, and measure ALS (and the baselines)."""
-    truth, seen = relevance(holdout, settings)
-    truth, seen = truth.cache(), seen.cache()
-    audience = truth.select(USER_ID).distinct().cache()
+    """Train on the holdout's past, score its test users, and measure ALS (and the baselines).
+
+    Every system is measured on the same users: the test users with a training rating, the ones
+    ALS can personalise. Test users new since the cutoff get the fallback in production whichever
+    model serves, so they say nothing about the model; the report counts them (`cold_test_users`).
+    """
     fitted = fit_model(holdout.train, ratings, als, as_of, excluded)
+    all_truth, seen = relevance(holdout, settings)
+    truth = all_truth.join(fitted.users.select(USER_ID), USER_ID, "left_semi").cache()
+    seen = seen.cache()
+    audience = truth.select(USER_ID).distinct().cache()
     n = max(settings.ks)
     mask = seen if settings.exclude_seen else None
     lists = {"als": model_lists(fitted, audience, mask, n)}
@@ -156,6 +162,7 @@ def evaluate_holdout(
             "train_users": fitted.users.count(),
             "train_items": n_items,
             "test_users": audience.count(),
+            "cold_test_users": all_truth.select(USER_ID).distinct().count() - audience.count(),
             "relevant_pairs": truth.count(),
         },
         "parameters": {"als": dataclasses.asdict(als), "ratings": dataclasses.asdict(ratings)},

@@ -25,7 +25,7 @@ __all__ = [
 
 CANONICAL_COLUMNS = [USER_ID, ITEM_ID, EVENT, TS, EVENT_DATE, QUANTITY, TRANSACTION_ID]
 CORRUPT_COLUMN = "_corrupt_record"
-DUPLICATE_KEY = [USER_ID, ITEM_ID, EVENT, TS]
+DUPLICATE_KEY = [USER_ID, ITEM_ID, EVENT, TS, QUANTITY]  # a row that repeats another in every fact
 
 # Why a row was not accepted; the order is the order the checks are made in.
 REASONS = (
@@ -80,7 +80,11 @@ def check_columns(raw: DataFrame, source: InputSettings) -> None:
 
 
 def parse_events(raw: DataFrame, source: InputSettings, rules: IngestSettings, run_date: dt.date) -> DataFrame:
-    """Canonical columns, the raw source fields as text, and `reason` (null for a good row)."""
+    """Canonical columns, the raw source fields as text, and `reason` (null for a good row).
+
+    A log without time (`input.columns.timestamp = ""`) dates every row at the start of the run
+    date: the log is a snapshot of what users have, as of that night.
+    """
     check_columns(raw, source)
     cols = source.columns
     user = _clean_text(F.col(cols.user))
@@ -88,7 +92,10 @@ def parse_events(raw: DataFrame, source: InputSettings, rules: IngestSettings, r
     source_event = F.lower(_clean_text(F.col(cols.event))) if cols.event else F.lit(source.constant_event)
     mapping = {str(k).lower(): v for k, v in source.events.items()}
     event = F.create_map(*[F.lit(x) for pair in mapping.items() for x in pair])[source_event]
-    ts = _timestamp(F.col(cols.timestamp), cols.timestamp_unit)
+    if cols.timestamp:
+        ts = _timestamp(F.col(cols.timestamp), cols.timestamp_unit)
+    else:
+        ts = F.lit(dt.datetime.combine(run_date, dt.time())).cast("timestamp")
     quantity = F.col(cols.quantity).try_cast("double") if cols.quantity else F.lit(1.0)
     txn = _clean_text(F.col(cols.transaction_id)) if cols.transaction_id else F.lit(None).cast("string")
     earliest = dt.datetime.combine(dt.date.fromisoformat(rules.min_event_date), dt.time())

@@ -60,19 +60,22 @@ def seen_arrays(pairs: DataFrame, items: DataFrame) -> DataFrame:
 
 
 def _scoring_input(
-    audience: DataFrame, users: DataFrame, user_factors: DataFrame, seen: DataFrame | None
+    audience: DataFrame, users: DataFrame, user_factors: DataFrame | None, seen: DataFrame | None
 ) -> DataFrame:
     """`user_id`, `features` (null: no factors, serve the fallback), `seen` (null: nothing to
     mask) for every user to score."""
-    factors = users.join(user_factors.select(F.col("id").alias(USER_IDX), FEATURES), USER_IDX)
-    with_factors = audience.join(factors, USER_ID, "left")
+    if user_factors is None:
+        with_factors = audience.select(USER_ID, F.lit(None).cast("array<float>").alias(FEATURES))
+    else:
+        factors = users.join(user_factors.select(F.col("id").alias(USER_IDX), FEATURES), USER_IDX)
+        with_factors = audience.join(factors, USER_ID, "left")
     if seen is None:
         return with_factors.select(USER_ID, FEATURES, F.lit(None).cast("array<int>").alias(SEEN))
     return with_factors.join(seen, USER_ID, "left").select(USER_ID, FEATURES, SEEN)
 
 
 def recommend_top_n(
-    model: ALSModel,
+    model: ALSModel | None,
     audience: DataFrame,
     users: DataFrame,
     items: DataFrame,
@@ -92,7 +95,8 @@ def recommend_top_n(
     - `seen` (`user_id`, `item_id`): pairs never recommended (what the user already bought);
     - `excluded` (`item_id`): items no user gets (the exclusion list);
     - `fallback` (`item_idx`, `score`): the ranking served to users without factors (`source`
-      "fallback"); without it such users get no rows.
+      "fallback"); without it such users get no rows. With no `model` (none passed the quality
+      gate), every user is served the fallback.
     Seen and excluded items are masked before the top-N is taken, so users still get `n` items
     when the catalogue allows.
     """
@@ -100,10 +104,15 @@ def recommend_top_n(
     require_columns(users, [USER_ID, USER_IDX], "recommend_top_n (user index)")
     require_columns(items, [ITEM_ID, ITEM_IDX], "recommend_top_n (item index)")
     banned = excluded.select(ITEM_ID).join(items, ITEM_ID).select(ITEM_IDX) if excluded is not None else None
-    matrix = item_matrix(model.itemFactors, fallback, banned)
+    if model is None:  # every item scorable by the fallback alone: zero factors, no user factors
+        item_factors = items.select(F.col(ITEM_IDX).alias("id"), F.array(F.lit(0.0).cast("float")).alias(FEATURES))
+        user_factors = None
+    else:
+        item_factors, user_factors = model.itemFactors, model.userFactors
+    matrix = item_matrix(item_factors, fallback, banned)
     masks = seen_arrays(seen, items) if seen is not None else None
     scored = score_all(
-        _scoring_input(audience, users, model.userFactors, masks), matrix, n, block_size, memory_mb, key=USER_ID
+        _scoring_input(audience, users, user_factors, masks), matrix, n, block_size, memory_mb, key=USER_ID
     )
     return scored.join(items, ITEM_IDX).select(
         USER_ID, RANK, ITEM_ID, F.col(SCORE).cast("double").alias(SCORE), SOURCE

@@ -17,7 +17,11 @@ from pyspark.sql import functions as F
 from sparkals.config import EvaluateSettings
 from sparkals.vocabulary import EVENT_DATE, ITEM_ID, TS, USER_ID
 
-__all__ = ["Holdout", "last_days_cutoff", "leave_last_n_out", "split_events", "time_split", "user_items"]
+__all__ = [
+    "Holdout", "last_days_cutoff", "leave_last_n_out", "random_split", "split_events", "time_split", "user_items",
+]
+
+_TWO_63 = float(2**63)
 
 
 def _event_day(events: DataFrame) -> Column:
@@ -72,6 +76,30 @@ def leave_last_n_out(events: DataFrame, n: int) -> tuple[DataFrame, DataFrame]:
     return train, test
 
 
+def random_split(events: DataFrame, fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
+    """Per user, hold out each distinct item with probability `fraction`; train on the rest.
+
+    The draw is a hash of (seed, user_id, item_id), not a random number generator, so the same
+    seed gives the same split on every run however Spark partitions the work. Each user's first
+    item in hash order stays in training, so no user loses all of their history (users with one
+    item are never tested). All events of a held-out pair go to test.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"random_split needs 0 < fraction < 1, got {fraction}")
+    hashed = F.xxhash64(F.lit(seed), F.col(USER_ID), F.col(ITEM_ID))
+    draw = hashed.bitwiseAND(F.lit(0x7FFFFFFFFFFFFFFF)).cast("double") / F.lit(_TWO_63)
+    first_in_hash_order = F.row_number().over(Window.partitionBy(USER_ID).orderBy(hashed, F.col(ITEM_ID))) == 1
+    held_out = (
+        events.select(USER_ID, ITEM_ID).distinct()
+        .withColumn("_first", first_in_hash_order)
+        .filter((draw < F.lit(fraction)) & ~F.col("_first"))
+        .select(USER_ID, ITEM_ID)
+    )
+    train = events.join(held_out, [USER_ID, ITEM_ID], "left_anti").select(*events.columns)
+    test = events.join(held_out, [USER_ID, ITEM_ID], "left_semi").select(*events.columns)
+    return train, test
+
+
 def user_items(events: DataFrame) -> DataFrame:
     """Distinct (`user_id`, `item_id`) pairs of events: the relevance set of a test period, or
     what a user has already seen in training."""
@@ -102,6 +130,9 @@ def split_events(events: DataFrame, settings: EvaluateSettings, run_date: dt.dat
     if settings.split == "leave_last_n":
         train, test = leave_last_n_out(events, settings.leave_last_n)
         return Holdout(train, test, f"leave_last_{settings.leave_last_n}", None)
+    if settings.split == "random":
+        train, test = random_split(events, settings.test_fraction, settings.seed)
+        return Holdout(train, test, f"random_{settings.test_fraction:g}_seed{settings.seed}", None)
     cutoff = (
         dt.date.fromisoformat(settings.cutoff_date) if settings.cutoff_date
         else last_days_cutoff(run_date, settings.test_days)

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 __all__ = [
     "USER_ID", "ITEM_ID", "USER_IDX", "ITEM_IDX", "RATING", "EVENT", "TS", "EVENT_DATE", "QUANTITY",
     "TRANSACTION_ID", "RANK", "SCORE", "SOURCE", "MODEL_VERSION", "SEEN", "FEATURES",
-    "CONFIDENCE_TRANSFORMS", "METRIC_NAMES", "INPUT_FORMATS", "SPLIT_METHODS", "UNKNOWN_EVENT_RULES",
+    "CONFIDENCE_TRANSFORMS", "METRIC_NAMES", "INPUT_FORMATS", "SPLIT_METHODS", "TIMED_SPLITS", "UNKNOWN_EVENT_RULES",
     "MissingColumnError", "require_columns",
 ]
 
@@ -42,7 +42,8 @@ FEATURES = "features"  # latent factors, as Spark's ALSModel names them
 CONFIDENCE_TRANSFORMS = ("raw", "log1p", "bm25", "tfidf")
 METRIC_NAMES = ("precision", "recall", "recall_capped", "ndcg", "map", "hit_rate")
 INPUT_FORMATS = ("csv", "json", "parquet")
-SPLIT_METHODS = ("time", "leave_last_n")
+SPLIT_METHODS = ("time", "leave_last_n", "random")
+TIMED_SPLITS = ("time", "leave_last_n")  # the splits that need event times
 UNKNOWN_EVENT_RULES = ("quarantine", "drop")
 
 

@@ -151,6 +151,9 @@ def _write(
             f"({cfg.ingest.max_quarantine_share:.1%}): {counts.quarantined_by_reason}. Nothing was written downstream; "
             f"see {paths.quarantine(run_date)} and fix the input or the [input] mapping."
         )
-    good.write.mode("overwrite").option("partitionOverwriteMode", "dynamic").partitionBy(EVENT_DATE).parquet(
+    # A dated log replaces only the days it holds. A log without time is a snapshot dated at the
+    # run date: it replaces every earlier snapshot, or each night would count the same rows again.
+    overwrite = "dynamic" if cfg.input.columns.timestamp else "static"
+    good.write.mode("overwrite").option("partitionOverwriteMode", overwrite).partitionBy(EVENT_DATE).parquet(
         paths.events
     )

@@ -26,7 +26,9 @@ from sparkals.stages.common import model_version, read_events, read_exclusion_fi
 from sparkals.stages.gate import serving_model
 from sparkals.vocabulary import ITEM_ID, MODEL_VERSION, RANK, SOURCE, USER_ID
 
-__all__ = ["RecommendResult", "build_recommendations", "run"]
+__all__ = ["NO_MODEL", "RecommendResult", "build_recommendations", "run"]
+
+NO_MODEL = "none"  # model_version of rows served when no model passed the quality gate
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class RecommendResult:
 
 
 def build_recommendations(
-    model: ALSModel, events: DataFrame, ratings: DataFrame, users: DataFrame, items: DataFrame,
+    model: ALSModel | None, events: DataFrame, ratings: DataFrame, users: DataFrame, items: DataFrame,
     excluded: DataFrame | None, settings: RecommendSettings, run_date: dt.date, version: str,
 ) -> DataFrame:
     """Every active user's top-N in the published columns, seen and excluded items filtered, users
@@ -69,10 +71,16 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> RecommendResult:
     """Score every active user with the serving model and publish."""
     paths = Paths(cfg.output.root)
     version = serving_model(spark, paths, model_version(cfg, run_date))
-    if not fs.exists(spark, paths.model(version)):
+    if version is None and not cfg.recommend.fallback:
+        raise PipelineError(
+            "no model passed the quality gate and recommend.fallback is off: there is nothing to serve; "
+            "see models/_CURRENT.json for why, or set recommend.fallback = true"
+        )
+    if version is not None and not fs.exists(spark, paths.model(version)):
         raise PipelineError(f"no model {version} for {run_date}: run `sparkals train` first")
     recover(spark, paths.staging)
-    model = ALSModel.load(paths.model_data(version))
+    model = ALSModel.load(paths.model_data(version)) if version else None
+    version = version or NO_MODEL
     events = read_events(spark, paths, run_date)
     users, items = read_indexes(spark, paths, run_date)
     ratings = spark.read.parquet(paths.ratings(run_date))
@@ -96,7 +104,7 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> RecommendResult:
     finally:
         recs.unpersist()
     similar_rows = None
-    if cfg.recommend.similar_items:
+    if cfg.recommend.similar_items and model is not None:
         similar = similar_items_top_n(
             model, items, cfg.recommend.similar_top_n, cfg.recommend.block_size, cfg.recommend.block_memory_mb
         ).withColumn(MODEL_VERSION, F.lit(version))
