@@ -98,7 +98,7 @@ def test_decay_halves_the_weight_at_the_half_life(spark):
         ("u", "week", "transaction", END_OF_RUN_DATE - dt.timedelta(days=7)),
         ("u", "fortnight", "transaction", END_OF_RUN_DATE - dt.timedelta(days=14)),
     ])
-    got = as_dict(build_ratings(events, RatingsSettings(half_life_days=7.0), RUN_DATE))
+    got = as_dict(build_ratings(events, RatingsSettings(half_life_days=7.0, confidence="raw"), RUN_DATE))
     assert got[("u", "new")] == pytest.approx(10.0)
     assert got[("u", "week")] == pytest.approx(5.0)
     assert got[("u", "fortnight")] == pytest.approx(2.5)
@@ -106,7 +106,7 @@ def test_decay_halves_the_weight_at_the_half_life(spark):
 
 def test_no_decay_when_half_life_is_zero(spark):
     events = timed_events(spark, [("u", "old", "view", dt.datetime(2020, 1, 1))])
-    assert as_dict(build_ratings(events, RatingsSettings(), RUN_DATE)) == {("u", "old"): 1.0}
+    assert as_dict(build_ratings(events, RatingsSettings(confidence="raw"), RUN_DATE)) == {("u", "old"): 1.0}
 
 
 def test_quantity_multiplies_the_weight(spark):
@@ -114,7 +114,7 @@ def test_quantity_multiplies_the_weight(spark):
         [("u", "i", "transaction", END_OF_RUN_DATE, 3.0)],
         "user_id string, item_id string, event string, ts timestamp, quantity double",
     )
-    assert as_dict(build_ratings(events, RatingsSettings(), RUN_DATE)) == {("u", "i"): 30.0}
+    assert as_dict(build_ratings(events, RatingsSettings(confidence="raw"), RUN_DATE)) == {("u", "i"): 30.0}
 
 
 def test_log1p_transform_by_hand(spark):
@@ -180,7 +180,7 @@ def test_heavy_users_are_dropped_whole(spark):
 def test_excluded_items_from_config_and_from_a_list(spark):
     events = timed_events(spark, [("u", i, "view", END_OF_RUN_DATE) for i in ("a", "b", "c")])
     more = spark.createDataFrame([("c",)], "item_id string")
-    got = as_dict(build_ratings(events, RatingsSettings(exclude_items=["a"]), RUN_DATE, more))
+    got = as_dict(build_ratings(events, RatingsSettings(exclude_items=["a"], confidence="raw"), RUN_DATE, more))
     assert got == {("u", "b"): 1.0}
 
 
@@ -212,7 +212,7 @@ def _write_events(spark, root, rows):
 
 
 def test_second_night_keeps_every_old_index_and_numbers_new_ids(spark, small_settings, tmp_path):
-    cfg = small_settings("ratings.min_user_items=1")
+    cfg = small_settings("ratings.min_user_items=1", 'ratings.confidence="raw"')
     root = cfg.output.root
     day1, day2 = dt.date(2026, 10, 1), dt.date(2026, 10, 2)
     _write_events(spark, root, [("u1", "i1", "view", dt.datetime(2026, 10, 1, 8)),
@@ -232,3 +232,12 @@ def test_second_night_keeps_every_old_index_and_numbers_new_ids(spark, small_set
     stats = json.loads((tmp_path / "out" / "ratings" / f"run_date={day2}" / "_stats.json").read_text())
     assert stats["users"] == result.users == 3 and stats["nonzeros"] == 4
     assert set(stats["items_per_user"]) >= {"p50", "p90", "p99"}
+
+
+def test_ratings_that_are_not_positive_after_bm25_are_dropped(spark):
+    # Three items; u1 has all: idf = log(3 / (1 + 3)) < 0. Not a dislike: u1's ratings go (u1 is
+    # then served the fallback), and Spark's solve is not handed a user without regularisation.
+    events = timed_events(spark, [("u1", i, "view", END_OF_RUN_DATE) for i in ("a", "b", "c")]
+                          + [("u2", "a", "view", END_OF_RUN_DATE)])
+    got = as_dict(build_ratings(events, RatingsSettings(confidence="bm25"), RUN_DATE))
+    assert set(got) == {("u2", "a")} and got[("u2", "a")] > 0

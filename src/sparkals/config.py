@@ -95,7 +95,7 @@ class RatingsSettings:
         default_factory=lambda: {"view": 1.0, "addtocart": 5.0, "transaction": 10.0}
     )
     half_life_days: float = 0.0
-    confidence: str = "raw"
+    confidence: str = "bm25"
     epsilon: float = 1.0
     bm25_k1: float = 100.0
     bm25_b: float = 0.8
@@ -110,10 +110,10 @@ class RatingsSettings:
 
 @dataclass
 class ALSSettings:
-    rank: int = 32
+    rank: int = 64
     max_iter: int = 10
-    reg_param: float = 0.05
-    alpha: float = 10.0
+    reg_param: float = 0.01
+    alpha: float = 1.0
     nonnegative: bool = False
     num_user_blocks: int = 10
     num_item_blocks: int = 10

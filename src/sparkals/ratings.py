@@ -25,7 +25,7 @@ from sparkals.vocabulary import (
 __all__ = [
     "INT32_MAX", "IndexOverflowError", "MatrixStats", "aggregate_ratings", "build_index", "build_indexes",
     "build_ratings", "confidence", "decay_factor", "drop_heavy_users", "exclude_items", "exclusion_list",
-    "index_ratings", "matrix_stats", "minimum_support", "refine_ratings",
+    "index_ratings", "matrix_stats", "minimum_support", "positive_only", "refine_ratings",
 ]
 
 INT32_MAX = 2**31 - 1
@@ -201,7 +201,16 @@ def refine_ratings(
     ratings = minimum_support(
         ratings, settings.min_user_items, settings.min_item_users, settings.k_core, settings.k_core_max_rounds
     )
-    return confidence(ratings, settings.confidence, settings.epsilon, settings.bm25_k1, settings.bm25_b)
+    transformed = confidence(ratings, settings.confidence, settings.epsilon, settings.bm25_k1, settings.bm25_b)
+    return positive_only(transformed)
+
+
+def positive_only(ratings: DataFrame) -> DataFrame:
+    """Drop ratings that are not positive. Implicit ALS reads them as "not preferred", yet BM25 and
+    TF-IDF give one to a user who has nearly every item (idf = log(items / (1 + the user's items))
+    <= 0): not a dislike. A user left with no positive rating would get no regularisation in
+    Spark's solve and make it singular; without ratings the user is served the fallback instead."""
+    return ratings.filter(F.col(RATING) > 0)
 
 
 def build_index(
