@@ -84,7 +84,7 @@ def event_value(
     if half_life_days > 0:
         if run_date is None:
             raise ValueError("time decay needs the run date it is relative to")
-        require_columns(events, [TS], "aggregate_ratings with time decay")
+        require_columns(events, [TS], "ratings with time decay (ratings.half_life_days > 0)")
         value = value * decay_factor(F.col(TS), run_date, half_life_days)
     return value
 

@@ -3,7 +3,9 @@ are one select (Σ weight × column) instead of a new aggregation, and the searc
 samples its settings from.
 
 The per-event-type table goes through the same filters as `build_ratings` (they count pairs,
-not weights), so a trial's ratings equal what `build_ratings` gives for the same settings.
+not weights), so a trial's ratings equal what `build_ratings` gives for the same settings: exactly
+when the per-type sums are whole numbers (no decay, whole quantities), else up to the rounding of
+weight × Σ against Σ weight × (relative 1e-15).
 """
 
 from __future__ import annotations
