@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -58,10 +59,18 @@ def test_set_parses_values_as_toml_and_bare_words_as_strings():
         ('evaluate.split="daily"', "evaluate.split must be time, leave_last_n or random"),
         ("evaluate.test_fraction=1.5", "evaluate.test_fraction must be between 0 and 1"),
         ("gate.min_lift=-0.1", "gate.min_lift must not be negative"),
+        ("tune.trials=0", "tune.trials must be at least 1"),
+        ("tune.parallelism=0", "tune.parallelism must be at least 1"),
+        ("tune.ranks=[]", "tune.ranks must list at least one rank"),
+        ('tune.confidences=["sqrt"]', "tune.confidences must list at least one of raw, log1p, bm25 or tfidf"),
+        ("tune.alpha_range=[10.0, 1.0]", "tune.alpha_range must be two positive numbers [low, high] with low <= high"),
+        ("tune.reg_param_range=[0.0, 1.0]", "tune.reg_param_range must be two positive numbers"),
+        ("tune.weight_range=[1.0]", "tune.weight_range must be two positive numbers"),
+        ("tune.reg_params=[0.1]", "unknown setting 'tune.reg_params'"),
     ],
 )
 def test_bad_settings_are_named(override, message):
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_config([], [override])
 
 

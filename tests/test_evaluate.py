@@ -1,4 +1,4 @@
-"""`sparkals evaluate` and `sparkals tune` on a generated log with planted tastes, the report,
+"""`sparkals evaluate` on a generated log with planted tastes, the report,
 and a cross-check against the independent `implicit` library."""
 
 import datetime as dt
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sparkals import cli
-from sparkals.config import ALSSettings, EvaluateSettings, RatingsSettings, load_config
+from sparkals.config import ALSSettings, EvaluateSettings, RatingsSettings
 from sparkals.evaluate import evaluate_holdout, relevance
 from sparkals.generate import GeneratorSpec
 from sparkals.split import Holdout, split_events
@@ -56,20 +56,6 @@ def test_evaluate_finds_als_well_above_both_popularity_baselines(ingested):
     page = (folder / "report.html").read_text()
     assert page.count("<svg") == 6 and "recent_popular" in page
     assert "| als | ndcg |" in (folder / "report.md").read_text()
-
-
-@pytest.mark.slow
-def test_tune_records_every_trial_and_writes_a_snippet_the_config_loader_takes(ingested):
-    out, args = ingested
-    grid = ["--set", "tune.ranks=[4, 12]", "--set", "tune.reg_params=[0.05]", "--set", "tune.alphas=[10.0]",
-            "--set", 'tune.confidences=["log1p"]', "--set", "als.max_iter=4"]
-    assert cli.main(["tune", *args, *grid]) == 0
-    folder = out / "reports" / f"run_date={RUN_DATE}" / "tune"
-    trials = json.loads((folder / "trials.json").read_text())["trials"]
-    assert sorted(t["rank"] for t in trials) == [4, 12]
-    best = max(trials, key=lambda t: t["score"])
-    cfg = load_config([folder / "best.toml"])
-    assert (cfg.als.rank, cfg.als.alpha, cfg.ratings.confidence) == (best["rank"], 10.0, "log1p")
 
 
 def test_report_renders_tables_and_one_chart_per_metric():

@@ -33,7 +33,7 @@ HELPS = {
     "recommend": "write top-N recommendations per user as Parquet",
     "nightly": "run ingest, aggregate, train, gate and recommend in order for one run date",
     "evaluate": "measure ALS against popularity baselines on a holdout; write a report",
-    "tune": "grid-search ALS and confidence settings on the holdout; write the best as TOML",
+    "tune": "search ALS, confidence and event-weight settings on the holdout (optuna); write the best as TOML",
 }
 
 

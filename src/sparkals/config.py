@@ -156,11 +156,15 @@ class EvaluateSettings:
 
 @dataclass
 class TuneSettings:
-    ranks: list[int] = field(default_factory=lambda: [16, 32])
-    reg_params: list[float] = field(default_factory=lambda: [0.01, 0.1])
-    alphas: list[float] = field(default_factory=lambda: [5.0, 20.0])
-    confidences: list[str] = field(default_factory=lambda: ["raw", "log1p"])
+    trials: int = 20
     parallelism: int = 2
+    seed: int = 42
+    ranks: list[int] = field(default_factory=lambda: [32, 64])
+    reg_param_range: list[float] = field(default_factory=lambda: [0.001, 1.0])
+    alpha_range: list[float] = field(default_factory=lambda: [0.5, 50.0])
+    confidences: list[str] = field(default_factory=lambda: ["raw", "log1p", "bm25"])
+    search_weights: bool = True
+    weight_range: list[float] = field(default_factory=lambda: [0.5, 50.0])
 
 
 @dataclass
@@ -266,19 +270,31 @@ class Config:
             raise ConfigError(f"evaluate.metric must be {_one_of(METRIC_NAMES)}, not {ev.metric!r}")
         if ev.metric_k not in ev.ks:
             raise ConfigError(f"evaluate.metric_k ({ev.metric_k}) must be one of evaluate.ks {ev.ks}")
-        tune = self.tune
-        if not (tune.ranks and tune.reg_params and tune.alphas and tune.confidences):
-            raise ConfigError("tune.ranks, reg_params, alphas and confidences must each list at least one value")
-        bad = [c for c in tune.confidences if c not in CONFIDENCE_TRANSFORMS]
-        if bad or tune.parallelism < 1 or min(tune.ranks) < 1:
-            raise ConfigError(
-                f"tune.confidences must each be {_one_of(CONFIDENCE_TRANSFORMS)}; "
-                "tune.ranks and tune.parallelism at least 1"
-            )
+        self._validate_tune()
         if not 0.0 <= self.gate.max_drop <= 1.0:
             raise ConfigError("gate.max_drop must be between 0 and 1")
         if self.gate.min_lift < 0:
             raise ConfigError("gate.min_lift must not be negative (0.05: beat the best baseline by 5 %)")
+
+    def _validate_tune(self) -> None:
+        tune = self.tune
+        for name in ("trials", "parallelism"):
+            if getattr(tune, name) < 1:
+                raise ConfigError(f"tune.{name} must be at least 1, not {getattr(tune, name)}")
+        if not tune.ranks or min(tune.ranks) < 1:
+            raise ConfigError(f"tune.ranks must list at least one rank, each at least 1, not {tune.ranks}")
+        bad = [c for c in tune.confidences if c not in CONFIDENCE_TRANSFORMS]
+        if not tune.confidences or bad:
+            raise ConfigError(
+                f"tune.confidences must list at least one of {_one_of(CONFIDENCE_TRANSFORMS)}, not {tune.confidences}"
+            )
+        for name in ("reg_param_range", "alpha_range", "weight_range"):
+            bounds = getattr(tune, name)
+            if len(bounds) != 2 or min(bounds) <= 0 or bounds[0] > bounds[1]:
+                raise ConfigError(
+                    f"tune.{name} must be two positive numbers [low, high] with low <= high "
+                    f"(searched on a log scale), not {bounds}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -24,8 +24,9 @@ from sparkals.vocabulary import (
 
 __all__ = [
     "INT32_MAX", "IndexOverflowError", "MatrixStats", "aggregate_ratings", "build_index", "build_indexes",
-    "build_ratings", "confidence", "decay_factor", "drop_heavy_users", "exclude_items", "exclusion_list",
-    "index_ratings", "matrix_stats", "minimum_support", "positive_only", "refine_ratings",
+    "build_ratings", "confidence", "decay_factor", "drop_heavy_users", "event_value", "exclude_items",
+    "exclusion_list", "filter_pairs", "index_ratings", "matrix_stats", "minimum_support", "positive_only",
+    "refine_ratings",
 ]
 
 INT32_MAX = 2**31 - 1
@@ -64,19 +65,29 @@ def aggregate_ratings(
     multiplies the weight (three units bought count three times).
     """
     require_columns(events, [USER_ID, ITEM_ID, EVENT], "aggregate_ratings")
-    value = _weight_of(weights)[F.col(EVENT)]
-    if QUANTITY in events.columns:
-        value = value * F.coalesce(F.col(QUANTITY).cast("double"), F.lit(1.0))
-    if half_life_days > 0:
-        if run_date is None:
-            raise ValueError("time decay needs the run date it is relative to")
-        require_columns(events, [TS], "aggregate_ratings with time decay")
-        value = value * decay_factor(F.col(TS), run_date, half_life_days)
+    value = event_value(events, _weight_of(weights)[F.col(EVENT)], run_date, half_life_days)
     return (
         events.filter(F.col(EVENT).isin(list(weights)))
         .groupBy(USER_ID, ITEM_ID)
         .agg(F.sum(value).alias(RATING))
     )
+
+
+def event_value(
+    events: DataFrame, weight: Column, run_date: dt.date | None = None, half_life_days: float = 0.0
+) -> Column:
+    """What one event adds to its (user, item) rating: weight x quantity (when the events have a
+    `quantity` column) x time decay (with a half-life). One definition for `aggregate_ratings`
+    and for tune's per-event-type sums (weight 1), so the two cannot drift apart."""
+    value = weight
+    if QUANTITY in events.columns:
+        value = value * F.coalesce(F.col(QUANTITY).cast("double"), F.lit(1.0))
+    if half_life_days > 0:
+        if run_date is None:
+            raise ValueError("time decay needs the run date it is relative to")
+        require_columns(events, [TS], "ratings with time decay (ratings.half_life_days > 0)")
+        value = value * decay_factor(F.col(TS), run_date, half_life_days)
+    return value
 
 
 def exclusion_list(
@@ -143,7 +154,10 @@ def minimum_support(
     raise SparkalsError(f"k-core filtering did not reach a fixed point in {max_rounds} rounds")
 
 
-def confidence(ratings: DataFrame, transform: str, epsilon: float = 1.0, k1: float = 100.0, b: float = 0.8) -> DataFrame:
+def confidence(
+    ratings: DataFrame, transform: str, epsilon: float = 1.0, k1: float = 100.0, b: float = 0.8,
+    user_col: str = USER_ID, item_col: str = ITEM_ID,
+) -> DataFrame:
     """Rescale `rating` before ALS turns it into confidence 1 + alpha * rating.
 
     raw:   the weighted count as it is.
@@ -151,6 +165,10 @@ def confidence(ratings: DataFrame, transform: str, epsilon: float = 1.0, k1: flo
     bm25 / tfidf: as the `implicit` library weights its item x user matrix (items are the
     documents, users the terms): idf(user) = log(n_items / (1 + items of the user)); BM25 also
     normalises by the item's total against the average item total (k1, b).
+
+    `user_col` / `item_col` name the user and item columns: ids (`user_id`, `item_id`) as
+    `build_ratings` has them, or indexes (`user_idx`, `item_idx`) when tune transforms ratings it
+    has already indexed; the transform is the same on both.
     """
     if transform == "raw":
         return ratings
@@ -160,19 +178,19 @@ def confidence(ratings: DataFrame, transform: str, epsilon: float = 1.0, k1: flo
         return ratings.withColumn(RATING, F.log1p(F.col(RATING) / F.lit(float(epsilon))))
     if transform not in ("bm25", "tfidf"):
         raise SparkalsError(f"unknown confidence transform {transform!r}; use one of {', '.join(CONFIDENCE_TRANSFORMS)}")
-    n_items = ratings.select(ITEM_ID).distinct().count()
-    per_user = ratings.groupBy(USER_ID).agg(F.count("*").alias("user_items"))
+    n_items = ratings.select(item_col).distinct().count()
+    per_user = ratings.groupBy(user_col).agg(F.count("*").alias("user_items"))
     idf = F.log(F.lit(float(n_items)) / (F.lit(1.0) + F.col("user_items")))
-    joined = ratings.join(per_user, USER_ID)
+    joined = ratings.join(per_user, user_col)
     if transform == "tfidf":
-        return joined.select(USER_ID, ITEM_ID, (F.sqrt(RATING) * idf).alias(RATING))
-    item_sums = ratings.groupBy(ITEM_ID).agg(F.sum(RATING).alias("item_sum"))
+        return joined.select(user_col, item_col, (F.sqrt(RATING) * idf).alias(RATING))
+    item_sums = ratings.groupBy(item_col).agg(F.sum(RATING).alias("item_sum"))
     average = item_sums.agg(F.avg("item_sum")).first()[0]
     length_norm = F.lit(1.0 - b) + F.lit(b) * F.col("item_sum") / F.lit(float(average))
     weighted = (
         F.col(RATING) * F.lit(k1 + 1.0) / (F.lit(float(k1)) * length_norm + F.col(RATING)) * idf
     )
-    return joined.join(item_sums, ITEM_ID).select(USER_ID, ITEM_ID, weighted.alias(RATING))
+    return joined.join(item_sums, item_col).select(user_col, item_col, weighted.alias(RATING))
 
 
 def build_ratings(
@@ -196,13 +214,23 @@ def refine_ratings(
     """The second half of `build_ratings`: `aggregate_ratings` output through the exclusion,
     heavy-user and support filters, then the confidence transform. Separate so that a caller
     can cache the aggregation and count what the filters removed without aggregating twice."""
-    ratings = exclude_items(aggregated, exclusion_list(aggregated.sparkSession, settings, excluded_items))
-    ratings = drop_heavy_users(ratings, settings.max_user_items)
-    ratings = minimum_support(
-        ratings, settings.min_user_items, settings.min_item_users, settings.k_core, settings.k_core_max_rounds
-    )
+    ratings = filter_pairs(aggregated, settings, excluded_items)
     transformed = confidence(ratings, settings.confidence, settings.epsilon, settings.bm25_k1, settings.bm25_b)
     return positive_only(transformed)
+
+
+def filter_pairs(
+    aggregated: DataFrame, settings: RatingsSettings, excluded_items: DataFrame | None = None
+) -> DataFrame:
+    """The exclusion list, the heavy-user cap and the minimum support, in that order. They count
+    (user, item) pairs, never weights, so every other column rides along unchanged: tune filters
+    its per-event-type table once for all the weights it tries."""
+    require_columns(aggregated, [USER_ID, ITEM_ID], "filter_pairs")
+    ratings = exclude_items(aggregated, exclusion_list(aggregated.sparkSession, settings, excluded_items))
+    ratings = drop_heavy_users(ratings, settings.max_user_items)
+    return minimum_support(
+        ratings, settings.min_user_items, settings.min_item_users, settings.k_core, settings.k_core_max_rounds
+    )
 
 
 def positive_only(ratings: DataFrame) -> DataFrame:

@@ -1,29 +1,29 @@
-"""Stage `tune`: search rank, regularisation, alpha and the confidence transform on the holdout,
-`tune.parallelism` trials at a time; every trial in `reports/run_date=.../tune/trials.json`, the
-best as a TOML snippet (`best.toml`) that `--config` takes."""
+"""Stage `tune`: search rank, regularisation, alpha, the confidence transform and (with
+`tune.search_weights`) the event weights on the holdout with optuna, `tune.parallelism` trials at a
+time; every trial in `reports/run_date=.../tune/trials.json`, the best as a TOML snippet
+(`best.toml`) that `--config` takes."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import itertools
-import logging
-from concurrent.futures import ThreadPoolExecutor
+import json
+import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import SparkSession
 
 from sparkals import fs
-from sparkals.config import Config, TuneSettings
-from sparkals.evaluate import evaluate_holdout
+from sparkals.config import Config
 from sparkals.paths import Paths
+from sparkals.search import prepare, require_optuna, search
 from sparkals.split import Holdout
 from sparkals.stages.common import open_holdout, read_exclusion_file, timed
 
-__all__ = ["TuneResult", "best_toml", "grid", "run"]
+__all__ = ["TuneResult", "best_of", "best_toml", "run"]
 
-log = logging.getLogger(__name__)
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 @dataclass(frozen=True)
@@ -33,53 +33,70 @@ class TuneResult:
     best_score: float
     best: dict[str, Any]
     best_toml: str
+    best_trial: int = 0
+    prepare_seconds: float = 0.0
+    mean_trial_seconds: float = 0.0
     seconds: float = 0.0
 
 
-def grid(settings: TuneSettings) -> list[dict[str, Any]]:
-    """Every combination of the listed values, one trial each."""
-    return [
-        {"confidence": c, "rank": r, "reg_param": g, "alpha": a}
-        for c, r, g, a in itertools.product(settings.confidences, settings.ranks, settings.reg_params, settings.alphas)
-    ]
+def best_of(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The trial with the best score; ties go to the smaller rank (cheaper to train and serve)."""
+    return max(trials, key=lambda t: (t["score"], -t["parameters"]["rank"]))
 
 
-def best_toml(run_date: dt.date, metric: str, best: dict[str, Any], trials: int, holdout: Holdout) -> str:
-    """The winning settings as TOML that `load_config` layers over the defaults."""
+def _toml_key(name: str) -> str:
+    return name if _BARE_KEY.match(name) else json.dumps(name)
+
+
+def best_toml(
+    run_date: dt.date, metric: str, best: dict[str, Any], trials: int, holdout: Holdout, with_weights: bool
+) -> str:
+    """The winning settings as TOML that `load_config` layers over the defaults (floats in full:
+    the snippet reproduces the trial exactly)."""
+    params = best["parameters"]
     cutoff = f", test from {holdout.cutoff}" if holdout.cutoff else ""
-    return (
-        f"# sparkals tune {run_date}: best {metric} = {best['score']:.5f} of {trials} trials "
-        f"({holdout.method} split{cutoff})\n"
-        f"[als]\nrank = {best['rank']}\nreg_param = {best['reg_param']}\nalpha = {best['alpha']}\n\n"
-        f"[ratings]\nconfidence = \"{best['confidence']}\"\n"
+    text = (
+        f"# sparkals tune {run_date}: best {metric} = {best['score']:.5f} (trial {best['number']} of {trials}, "
+        f"{holdout.method} split{cutoff})\n"
+        f"[als]\nrank = {params['rank']}\nreg_param = {params['reg_param']!r}\nalpha = {params['alpha']!r}\n\n"
+        f"[ratings]\nconfidence = {json.dumps(params['confidence'])}\n"
     )
+    if with_weights:
+        text += "\n[ratings.weights]\n" + "".join(
+            f"{_toml_key(name)} = {float(weight)!r}\n" for name, weight in params["weights"].items()
+        )
+    return text
 
 
 @timed("tune")
 def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> TuneResult:
-    """Every trial on one holdout; the best (ties: the smaller rank) written as TOML."""
-    trials = grid(cfg.tune)
+    """Prepare the holdout once, run the search on it, write every trial and the best."""
+    require_optuna()  # before any Spark work: a missing extra should fail at once
     excluded = read_exclusion_file(spark, cfg)
-    done: list[dict[str, Any]] = []
-
-    def trial_of(holdout: Holdout, as_of: dt.date, trial: dict[str, Any]) -> dict[str, Any]:
-        ratings = dataclasses.replace(cfg.ratings, confidence=trial["confidence"])
-        als = dataclasses.replace(cfg.als, rank=trial["rank"], reg_param=trial["reg_param"], alpha=trial["alpha"])
-        report = evaluate_holdout(holdout, ratings, als, cfg.evaluate, as_of, with_baselines=False, excluded=excluded)
-        result = {**trial, "score": report["headline"], "metrics": report["systems"]["als"],
-                  "train_seconds": report["train_seconds"]}
-        done.append(result)
-        log.info("tune: trial %d/%d %s %s=%.5f", len(done), len(trials), trial, report["metric"], result["score"])
-        return result
-
-    with open_holdout(spark, cfg, run_date) as (holdout, as_of), ThreadPoolExecutor(cfg.tune.parallelism) as pool:
-        results = list(pool.map(lambda trial: trial_of(holdout, as_of, trial), trials))
-    best = max(results, key=lambda r: (r["score"], -r["rank"]))
+    with open_holdout(spark, cfg, run_date) as (holdout, as_of):
+        started = time.perf_counter()
+        data = prepare(holdout, cfg.ratings, cfg.evaluate, as_of, excluded)
+        prepare_seconds = time.perf_counter() - started
+        try:
+            trials = search(data, cfg.tune, cfg.ratings, cfg.als, cfg.evaluate)
+        finally:
+            data.unpersist()
+    best = best_of(trials)
     metric = f"{cfg.evaluate.metric}@{cfg.evaluate.metric_k}"
     folder = Paths(cfg.output.root).tune_reports(run_date)
-    fs.write_json(spark, f"{folder}/trials.json", {"metric": metric, "split": holdout.describe(), "trials": results})
-    fs.write_text(spark, f"{folder}/best.toml", best_toml(run_date, metric, best, len(results), holdout))
+    fs.write_json(spark, f"{folder}/trials.json", {
+        "metric": metric, "split": holdout.describe(), "prepare_seconds": round(prepare_seconds, 3),
+        "searched": {"ranks": cfg.tune.ranks, "reg_param_range": cfg.tune.reg_param_range,
+                     "alpha_range": cfg.tune.alpha_range, "confidences": cfg.tune.confidences,
+                     "weight_range": cfg.tune.weight_range if cfg.tune.search_weights else None,
+                     "seed": cfg.tune.seed},
+        "trials": trials,
+    })
+    with_weights = cfg.tune.search_weights and len(cfg.ratings.weights) > 1
+    toml = best_toml(run_date, metric, best, len(trials), holdout, with_weights)
+    fs.write_text(spark, f"{folder}/best.toml", toml)
     return TuneResult(
-        trials=len(results), metric=metric, best_score=round(best["score"], 5),
-        best={k: best[k] for k in ("rank", "reg_param", "alpha", "confidence")}, best_toml=f"{folder}/best.toml",
+        trials=len(trials), metric=metric, best_score=round(best["score"], 5), best=best["parameters"],
+        best_toml=f"{folder}/best.toml", best_trial=best["number"], prepare_seconds=round(prepare_seconds, 3),
+        mean_trial_seconds=round(sum(t["seconds"] for t in trials) / len(trials), 3),
     )
