@@ -8,6 +8,7 @@ import datetime as dt
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from sparkals.vocabulary import EVENT_DATE, ITEM_ID, ITEM_IDX, RANK, SCORE, TS, USER_ID, require_columns
 
@@ -39,10 +40,11 @@ def top_items(counts: DataFrame, n: int, item_col: str = ITEM_ID) -> DataFrame:
     equal scores ordered by item."""
     if n < 1:
         raise ValueError(f"top_items needs n >= 1, got n={n}")
-    top = counts.orderBy(F.col(SCORE).desc(), F.col(item_col).asc()).limit(n)
-    # n rows only: one window partition is fine.
-    in_order = Window.partitionBy(F.lit(0)).orderBy(F.col(SCORE).desc(), F.col(item_col).asc())
-    return top.select(item_col, F.row_number().over(in_order).alias(RANK), SCORE)
+    # The list is n rows (a few hundred), not data: number it on the driver. A window over all rows
+    # would do the same through one partition, and Spark warns about that on every run.
+    top = counts.orderBy(F.col(SCORE).desc(), F.col(item_col).asc()).limit(n).select(item_col, SCORE).collect()
+    schema = T.StructType([counts.schema[item_col], T.StructField(RANK, T.IntegerType(), False), counts.schema[SCORE]])
+    return counts.sparkSession.createDataFrame([(row[0], rank, row[1]) for rank, row in enumerate(top, 1)], schema)
 
 
 def popular_items(events: DataFrame, n: int, since: dt.date | None = None) -> DataFrame:
