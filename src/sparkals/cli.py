@@ -20,6 +20,7 @@ import sparkals  # noqa: E402
 from sparkals.config import Config, ConfigError, load_config  # noqa: E402
 from sparkals.errors import SparkalsError  # noqa: E402
 from sparkals.generate import GeneratorSpec  # noqa: E402
+from sparkals.vocabulary import INPUT_FORMATS  # noqa: E402
 
 log = logging.getLogger("sparkals")
 
@@ -29,7 +30,7 @@ HELPS = {
     "ingest": "read, validate and store the event log as clean Parquet events",
     "aggregate": "turn clean events into indexed implicit ratings",
     "train": "fit ALS (implicitPrefs) and save the model with its metadata",
-    "gate": "measure tonight's model on the holdout and make it serve unless it is worse",
+    "gate": "measure tonight's model on the holdout; it serves if it beats popularity and the serving model",
     "recommend": "write top-N recommendations per user as Parquet",
     "nightly": "run ingest, aggregate, train, gate and recommend in order for one run date",
     "evaluate": "measure ALS against popularity baselines on a holdout; write a report",
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=GeneratorSpec.seed)
     gen.add_argument("--start", type=_date, default=GeneratorSpec.start, help="first day of the log")
     gen.add_argument("--days", type=int, default=GeneratorSpec.days, help="length of the log in days")
-    gen.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
+    gen.add_argument("--format", choices=list(INPUT_FORMATS), default="csv")
     gen.add_argument("--out", required=True, help="folder to write the log to")
 
     for name, text in HELPS.items():
