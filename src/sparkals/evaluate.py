@@ -21,12 +21,12 @@ from pyspark.sql import functions as F
 
 from sparkals.config import ALSSettings, EvaluateSettings, RatingsSettings
 from sparkals.metrics import catalogue_coverage_at, exclude_seen_truth, ranking_metrics
-from sparkals.popularity import popular_items, popularity_recs, top_items, users_per_item
+from sparkals.popularity import popular_items, popularity_recs, popularity_scores, top_items
 from sparkals.ratings import build_indexes, build_ratings, index_ratings
 from sparkals.recommend import recommend_top_n
 from sparkals.split import Holdout, user_items
 from sparkals.train import train_als
-from sparkals.vocabulary import EVENT, EVENT_DATE, ITEM_ID, RANK, SCORE, USER_ID
+from sparkals.vocabulary import EVENT, EVENT_DATE, ITEM_ID, RANK, USER_ID
 
 __all__ = ["BASELINES", "FittedModel", "baseline_lists", "evaluate_holdout", "fit_model", "measure", "model_lists",
            "relevance"]
@@ -59,7 +59,7 @@ def fit_model(
     users, items = (index.cache() for index in build_indexes(rated))
     indexed = index_ratings(rated, users, items).cache()
     count = indexed.count()
-    item_users = users_per_item(rated).select(ITEM_ID, F.col("users").cast("double").alias(SCORE)).cache()
+    item_users = popularity_scores(rated).cache()
     item_users.count()
     result = train_als(indexed, als)
     indexed.unpersist()

@@ -12,7 +12,10 @@ from pyspark.sql import types as T
 
 from sparkals.vocabulary import EVENT_DATE, ITEM_ID, ITEM_IDX, RANK, SCORE, TS, USER_ID, require_columns
 
-__all__ = ["fallback_scores", "popular_items", "popularity_recs", "since_day", "top_items", "users_per_item"]
+__all__ = [
+    "fallback_scores", "popular_items", "popularity_recs", "popularity_scores", "since_day", "top_items",
+    "users_per_item",
+]
 
 
 def since_day(events: DataFrame, since: dt.date | None) -> Column:
@@ -29,6 +32,12 @@ def users_per_item(pairs: DataFrame, item_col: str = ITEM_ID) -> DataFrame:
     """(`item_col`, `users`): how many rows each item has in `pairs`, which must hold one row per
     (user, item), as ratings do. Counting within partitions first, it needs no shuffle of users."""
     return pairs.groupBy(item_col).agg(F.count("*").alias("users"))
+
+
+def popularity_scores(pairs: DataFrame) -> DataFrame:
+    """(`item_id`, `score` = distinct users, as a double): what `top_items` ranks for the popular
+    baseline. `pairs` holds one row per (user_id, item_id), as ratings do."""
+    return users_per_item(pairs).select(ITEM_ID, F.col("users").cast("double").alias(SCORE))
 
 
 def _distinct_pairs(events: DataFrame) -> DataFrame:
@@ -55,8 +64,7 @@ def popular_items(events: DataFrame, n: int, since: dt.date | None = None) -> Da
     if n < 1:
         raise ValueError(f"popular_items needs n >= 1, got n={n}")
     require_columns(events, [USER_ID, ITEM_ID], "popular_items")
-    counts = users_per_item(_distinct_pairs(events.filter(since_day(events, since))))
-    return top_items(counts.select(ITEM_ID, F.col("users").cast("double").alias(SCORE)), n)
+    return top_items(popularity_scores(_distinct_pairs(events.filter(since_day(events, since)))), n)
 
 
 def popularity_recs(

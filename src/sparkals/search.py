@@ -18,17 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from sparkals.config import ALSSettings, EvaluateSettings, RatingsSettings, TuneSettings
 from sparkals.errors import PipelineError
 from sparkals.evaluate import FittedModel, measure, model_lists, relevance
-from sparkals.popularity import users_per_item
+from sparkals.popularity import popularity_scores
 from sparkals.ratings import build_indexes, filter_pairs
 from sparkals.split import Holdout
 from sparkals.train import train_als
 from sparkals.tuning import TrialParams, event_columns, event_ratings, sample_params, trial_ratings
-from sparkals.vocabulary import ITEM_ID, ITEM_IDX, SCORE, USER_ID, USER_IDX
+from sparkals.vocabulary import ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
 
 __all__ = ["OPTUNA_MISSING", "TrialOutcome", "TuneHoldout", "prepare", "require_optuna", "run_trial", "search"]
 
@@ -91,7 +90,7 @@ def prepare(
         .cache()
     )
     count = indexed.count()
-    item_users = users_per_item(pairs).select(ITEM_ID, F.col("users").cast("double").alias(SCORE)).cache()
+    item_users = popularity_scores(pairs).cache()
     item_users.count()
     pairs.unpersist()
     return TuneHoldout(event_types, indexed, users, items, item_users, truth, seen, audience, count, items.count())

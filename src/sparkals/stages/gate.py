@@ -90,20 +90,22 @@ def decide(
     return result
 
 
+def _pointer(spark: SparkSession, paths: Paths) -> dict[str, Any] | None:
+    """The content of `models/_CURRENT.json`, or None when it was never written."""
+    return fs.read_json(spark, paths.current_model) if fs.exists(spark, paths.current_model) else None
+
+
 def _serving_pointer(spark: SparkSession, paths: Paths) -> dict[str, Any] | None:
     """The serving pointer, or None when none was ever written or no model serves."""
-    if not fs.exists(spark, paths.current_model):
-        return None
-    pointer = fs.read_json(spark, paths.current_model)
-    return pointer if pointer.get("model_version") else None
+    pointer = _pointer(spark, paths)
+    return pointer if pointer and pointer.get("model_version") else None
 
 
 def serving_model(spark: SparkSession, paths: Paths, tonight: str) -> str | None:
     """The model version that scores: the serving pointer's; None when the gate left no model
     serving; tonight's for an output root that has never been gated."""
-    if fs.exists(spark, paths.current_model):
-        return fs.read_json(spark, paths.current_model).get("model_version")
-    return tonight
+    pointer = _pointer(spark, paths)
+    return tonight if pointer is None else pointer.get("model_version")
 
 
 @timed("gate")
