@@ -32,6 +32,8 @@ HELPS = {
     "train": "fit ALS (implicitPrefs) and save the model with its metadata",
     "gate": "measure tonight's model on the holdout; it serves if it beats popularity and the serving model",
     "recommend": "write top-N recommendations per user as Parquet",
+    "refresh": "between nightly runs: ingest, then rescore only the users active since the serving model "
+               "(fold-in for new users); never trains",
     "nightly": "run ingest, aggregate, train, gate and recommend in order for one run date",
     "evaluate": "measure ALS against popularity baselines on a holdout; write a report",
     "tune": "search ALS, confidence and event-weight settings on the holdout (optuna); write the best as TOML",
@@ -40,10 +42,10 @@ HELPS = {
 
 def _stage(name: str) -> Callable[..., Any]:
     """The stage's `run`, imported only once a session may be built (pyspark after findspark)."""
-    from sparkals.stages import aggregate, evaluate, gate, ingest, nightly, recommend, train, tune
+    from sparkals.stages import aggregate, evaluate, gate, ingest, nightly, recommend, refresh, train, tune
 
     modules = {"ingest": ingest, "aggregate": aggregate, "train": train, "gate": gate, "recommend": recommend,
-               "nightly": nightly, "evaluate": evaluate, "tune": tune}
+               "refresh": refresh, "nightly": nightly, "evaluate": evaluate, "tune": tune}
     return modules[name].run
 
 
@@ -118,7 +120,8 @@ def print_summary(command: str, result: Any) -> None:
             for name, score in gate.baselines.items()
         )
         print(f"baselines         {against}")
-    print(f"users scored      {rec.users_scored:,} ({rec.users_fallback:,} new or light: popular fallback)")
+    print(f"users scored      {rec.users_scored:,} ({rec.users_fold_in:,} new since the model: folded in; "
+          f"{rec.users_fallback:,} without ratings: popular fallback)")
     print(f"recommendations   {rec.path}")
     print(f"total time        {result.seconds:.1f}s")
 

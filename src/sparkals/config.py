@@ -131,6 +131,7 @@ class RecommendSettings:
     active_days: int = 0
     fallback: bool = True
     fallback_days: int = 30
+    fold_in: bool = True
     block_size: int = 1024
     block_memory_mb: int = 256
     similar_items: bool = False

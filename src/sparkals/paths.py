@@ -31,6 +31,9 @@ class Paths:
     def run_summary(self, run_date: dt.date) -> str:
         return f"{self.run_folder(run_date)}/summary.json"
 
+    def refresh_record(self, run_date: dt.date) -> str:
+        return f"{self.run_folder(run_date)}/refresh.json"
+
     def ratings(self, run_date: dt.date) -> str:
         return f"{self.root}/ratings/run_date={run_date}"
 

@@ -14,15 +14,16 @@ from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from sparkals.fold_in import FoldInParams
 from sparkals.popularity import since_day
 from sparkals.score import item_matrix, score_all, similar_items
 from sparkals.vocabulary import (
-    EVENT, FEATURES, ITEM_ID, ITEM_IDX, MODEL_VERSION, RANK, SCORE, SEEN, SOURCE, USER_ID, USER_IDX,
-    require_columns,
+    EVENT, FEATURES, HISTORY, ITEM_ID, ITEM_IDX, MODEL_VERSION, RANK, RATING, SCORE, SEEN, SOURCE, USER_ID,
+    USER_IDX, require_columns,
 )
 
 __all__ = [
-    "RECOMMENDATION_COLUMNS", "SIMILAR_ITEM_COLUMNS", "recommend_top_n", "seen_arrays", "seen_pairs",
+    "RECOMMENDATION_COLUMNS", "SIMILAR_ITEM_COLUMNS", "model_mismatch", "recommend_top_n", "seen_arrays", "seen_pairs",
     "similar_items_top_n", "users_to_score", "with_model_version",
 ]
 
@@ -59,19 +60,39 @@ def seen_arrays(pairs: DataFrame, items: DataFrame) -> DataFrame:
     )
 
 
+def _histories(ratings: DataFrame, users: DataFrame, user_factors: DataFrame) -> DataFrame:
+    """`user_id`, `history` (the user's (item_idx, rating) pairs) for the users of `ratings` the
+    model has no factors for: what fold-in solves from. Users with factors ship no history."""
+    unseen = ratings.join(user_factors.select(F.col("id").alias(USER_IDX)), USER_IDX, "left_anti")
+    return (
+        unseen.groupBy(USER_IDX)
+        .agg(F.collect_list(F.struct(F.col(ITEM_IDX).cast("int"), F.col(RATING).cast("float"))).alias(HISTORY))
+        .join(users, USER_IDX)
+        .select(USER_ID, HISTORY)
+    )
+
+
 def _scoring_input(
-    audience: DataFrame, users: DataFrame, user_factors: DataFrame | None, seen: DataFrame | None
+    audience: DataFrame, users: DataFrame, user_factors: DataFrame | None, seen: DataFrame | None,
+    ratings: DataFrame | None = None,
 ) -> DataFrame:
-    """`user_id`, `features` (null: no factors, serve the fallback), `seen` (null: nothing to
-    mask) for every user to score."""
+    """`user_id`, `features` (null: no factors), `seen` (null: nothing to mask) and, with
+    `ratings`, `history` (null unless the user has no factors but has ratings to fold in) for
+    every user to score."""
     if user_factors is None:
-        with_factors = audience.select(USER_ID, F.lit(None).cast("array<float>").alias(FEATURES))
+        scored = audience.select(USER_ID, F.lit(None).cast("array<float>").alias(FEATURES))
     else:
         factors = users.join(user_factors.select(F.col("id").alias(USER_IDX), FEATURES), USER_IDX)
-        with_factors = audience.join(factors, USER_ID, "left")
+        scored = audience.join(factors.select(USER_ID, FEATURES), USER_ID, "left")
+    columns = [USER_ID, FEATURES, SEEN]
     if seen is None:
-        return with_factors.select(USER_ID, FEATURES, F.lit(None).cast("array<int>").alias(SEEN))
-    return with_factors.join(seen, USER_ID, "left").select(USER_ID, FEATURES, SEEN)
+        scored = scored.withColumn(SEEN, F.lit(None).cast("array<int>"))
+    else:
+        scored = scored.join(seen, USER_ID, "left")
+    if ratings is not None and user_factors is not None:
+        scored = scored.join(_histories(ratings, users, user_factors), USER_ID, "left")
+        columns.append(HISTORY)
+    return scored.select(*columns)
 
 
 def recommend_top_n(
@@ -84,6 +105,8 @@ def recommend_top_n(
     seen: DataFrame | None = None,
     excluded: DataFrame | None = None,
     fallback: DataFrame | None = None,
+    ratings: DataFrame | None = None,
+    fold_in: FoldInParams | None = None,
     block_size: int = 1024,
     memory_mb: int = 256,
 ) -> DataFrame:
@@ -96,7 +119,10 @@ def recommend_top_n(
     - `excluded` (`item_id`): items no user gets (the exclusion list);
     - `fallback` (`item_idx`, `score`): the ranking served to users without factors (`source`
       "fallback"); without it such users get no rows. With no `model` (none passed the quality
-      gate), every user is served the fallback.
+      gate), every user is served the fallback;
+    - `ratings` (`user_idx`, `item_idx`, `rating`, as ALS takes them) with `fold_in` (the model's
+      alpha and reg_param): a user without factors but with ratings on items the model knows is
+      folded in (fold_in.py) and scored like the others (`source` "fold_in").
     Seen and excluded items are masked before the top-N is taken, so users still get `n` items
     when the catalogue allows.
     """
@@ -109,14 +135,38 @@ def recommend_top_n(
         user_factors = None
     else:
         item_factors, user_factors = model.itemFactors, model.userFactors
-    matrix = item_matrix(item_factors, fallback, banned)
+    folding = fold_in if (model is not None and ratings is not None) else None
+    matrix = item_matrix(item_factors, fallback, banned, fold_in_params=folding)
     masks = seen_arrays(seen, items) if seen is not None else None
+    history = ratings if folding is not None else None
     scored = score_all(
-        _scoring_input(audience, users, user_factors, masks), matrix, n, block_size, memory_mb, key=USER_ID
+        _scoring_input(audience, users, user_factors, masks, history), matrix, n, block_size, memory_mb, key=USER_ID
     )
     return scored.join(items, ITEM_IDX).select(
         USER_ID, RANK, ITEM_ID, F.col(SCORE).cast("double").alias(SCORE), SOURCE
     )
+
+
+def model_mismatch(model: ALSModel, users: DataFrame, items: DataFrame, rank: int | None = None) -> str | None:
+    """Why `model` cannot be scored against the index tables (`user_id`, `user_idx`), (`item_id`,
+    `item_idx`), or None when it can: factors of another length than `rank` (the metadata's) or
+    than the model's own rank, or factor ids the indexes do not hold."""
+    lengths = model.itemFactors.select(F.size(FEATURES).alias("length")).distinct().collect()
+    found = sorted(row["length"] for row in lengths)
+    for expected, what in ((model.rank, "the model's rank"), (rank, "the rank in its metadata")):
+        if expected is not None and found and found != [expected]:
+            return f"its item factors have length {', '.join(map(str, found))}, {what} is {expected}"
+    unknown = model.itemFactors.select(F.col("id").alias(ITEM_IDX)).join(items, ITEM_IDX, "left_anti")
+    missing = [row[ITEM_IDX] for row in unknown.limit(3).collect()]
+    if missing:
+        return (f"{unknown.count():,} of its items have no entry in the item index (e.g. item_idx "
+                f"{', '.join(map(str, missing))})")
+    # Indexes are dense and only ever extended: a user factor past the last index is a mismatch.
+    top_factor = model.userFactors.agg(F.max("id")).first()[0]
+    top_index = users.agg(F.max(USER_IDX)).first()[0]
+    if top_factor is not None and (top_index is None or top_factor > top_index):
+        return f"it has factors for user_idx {top_factor}, the user index ends at {top_index}"
+    return None
 
 
 def with_model_version(recs: DataFrame, model_version: str) -> DataFrame:

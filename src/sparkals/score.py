@@ -1,7 +1,8 @@
 """Exact top-N scoring in blocks: the item factors go to every executor once (a broadcast),
 users are scored a block at a time with one matrix product (NumPy BLAS) inside `mapInArrow`,
 and items the user must not get are masked to -inf *before* the top-N is taken, so every user
-still gets N items when the catalogue allows.
+still gets N items when the catalogue allows. A user without factors but with ratings on items the
+model knows is folded in first (fold_in.py): solved on the executor, then scored like any other.
 
 Spark's `recommendForAllUsers` cannot mask: the usual work-around asks it for N + max(seen)
 items and anti-joins, which sorts far more candidates than it keeps (see scripts/bench_scoring.py).
@@ -20,15 +21,17 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkals.vocabulary import FEATURES, ITEM_IDX, RANK, SCORE, SEEN, SOURCE
+from sparkals.fold_in import FoldIn, FoldInParams, fold_in
+from sparkals.vocabulary import FEATURES, HISTORY, ITEM_IDX, RANK, RATING, SCORE, SEEN, SOURCE
 
 __all__ = [
-    "ALS_SOURCE", "FALLBACK_SOURCE", "ItemMatrix", "block_rows", "item_matrix", "score_all", "score_block",
+    "ALS_SOURCE", "FALLBACK_SOURCE", "FOLD_IN_SOURCE", "ItemMatrix", "block_rows", "item_matrix", "score_all", "score_block",
     "similar_items", "top_n",
 ]
 
 ALS_SOURCE = "als"
 FALLBACK_SOURCE = "fallback"
+FOLD_IN_SOURCE = "fold_in"
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,14 @@ class ItemMatrix:
 
     `ids` are the items' int32 indexes in ascending order, `factors` their (items x rank) float32
     latent vectors, `fallback` a score per item for users without factors (None: no fallback),
-    `excluded` the row positions no user may get (exclusion list)."""
+    `excluded` the row positions no user may get (exclusion list), `fold_in` what solving a
+    user's factors needs (None: users without factors get the fallback)."""
 
     ids: np.ndarray
     factors: np.ndarray
     fallback: np.ndarray | None = None
     excluded: np.ndarray | None = None
+    fold_in: FoldIn | None = None
 
     @property
     def rank(self) -> int:
@@ -62,11 +67,14 @@ def item_matrix(
     fallback: DataFrame | None = None,
     excluded: DataFrame | None = None,
     normalise: bool = False,
+    fold_in_params: FoldInParams | None = None,
 ) -> ItemMatrix:
     """Collect ALS item factors (`id`, `features`) into dense arrays on the driver.
 
-    `fallback` (`item_idx`, `score`) and `excluded` (`item_idx`) are keyed by item index. This is
-    the one collect of scoring: items x rank floats (1M items at rank 64 is 256 MB), never the users.
+    `fallback` (`item_idx`, `score`) and `excluded` (`item_idx`) are keyed by item index;
+    `fold_in_params` (the model's alpha and reg_param) turn fold-in on, with YtY computed here once.
+    This is the one collect of scoring: items x rank floats (1M items at rank 64 is 256 MB), never
+    the users.
     """
     table = item_factors.select(F.col("id").cast("int").alias("id"), FEATURES).orderBy("id").toArrow()
     ids = table.column("id").to_numpy().astype(np.int32)
@@ -89,7 +97,8 @@ def item_matrix(
         items = excluded.select(F.col(ITEM_IDX).cast("int")).distinct().toArrow().column(ITEM_IDX).to_numpy()
         where = matrix.positions(items)
         banned = np.unique(where[where >= 0])
-    return dataclasses.replace(matrix, fallback=popular, excluded=banned)
+    solve = fold_in_params.with_items(factors) if fold_in_params is not None else None
+    return dataclasses.replace(matrix, fallback=popular, excluded=banned, fold_in=solve)
 
 
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,19 +133,47 @@ def _products(features: pa.Array, items: ItemMatrix) -> np.ndarray:
     return users.reshape(-1, items.rank) @ items.factors.T
 
 
-def score_block(block: pa.RecordBatch, items: ItemMatrix, n: int, key: str) -> pa.RecordBatch:
-    """One block of users (`key`, `features` or null, `seen` item indexes) to their top-N rows."""
+def _folded_in(history: pa.Array, rows: np.ndarray, items: ItemMatrix) -> tuple[np.ndarray, np.ndarray]:
+    """Fold-in factors for `rows` of the block from their `history` (item_idx, rating) lists, and
+    which of them could be solved (a user needs a positive rating on an item the model knows)."""
+    chosen = history.take(pa.array(rows))
+    lengths = pc.fill_null(pc.list_value_length(chosen), 0).to_numpy()
+    pairs = pc.list_flatten(chosen)
+    positions = items.positions(pc.struct_field(pairs, ITEM_IDX).to_numpy(zero_copy_only=False))
+    ratings = pc.struct_field(pairs, RATING).to_numpy(zero_copy_only=False)
+    return fold_in(items.factors, lengths, positions, ratings, items.fold_in)
+
+
+def _scores(block: pa.RecordBatch, items: ItemMatrix) -> tuple[np.ndarray, np.ndarray]:
+    """The block's (users x items) scores and each user's `source`: ALS factors when the user has
+    them, else fold-in factors when the user's history allows, else the fallback ranking."""
     rows = block.num_rows
     features = block.column(FEATURES)
     has_factors = features.is_valid().to_numpy(zero_copy_only=False)
     if has_factors.all():
         # The usual block: the product is the score matrix, no masked copy into a second one.
-        scores = _products(features, items)
-    else:
-        scores = np.empty((rows, len(items.ids)), dtype=np.float32)
-        if has_factors.any():
-            scores[has_factors] = _products(features.filter(pa.array(has_factors)), items)
-        scores[~has_factors] = items.fallback if items.fallback is not None else -np.inf
+        return _products(features, items), np.full(rows, ALS_SOURCE, dtype=object)
+    source = np.where(has_factors, ALS_SOURCE, FALLBACK_SOURCE).astype(object)
+    scores = np.empty((rows, len(items.ids)), dtype=np.float32)
+    if has_factors.any():
+        scores[has_factors] = _products(features.filter(pa.array(has_factors)), items)
+    if items.fold_in is not None and HISTORY in block.schema.names:
+        candidates = np.flatnonzero(~has_factors & block.column(HISTORY).is_valid().to_numpy(zero_copy_only=False))
+        if len(candidates):
+            factors, solved = _folded_in(block.column(HISTORY), candidates, items)
+            folded = candidates[solved]
+            scores[folded] = factors[solved] @ items.factors.T
+            source[folded] = FOLD_IN_SOURCE
+    fallback = source == FALLBACK_SOURCE
+    scores[fallback] = items.fallback if items.fallback is not None else -np.inf
+    return scores, source
+
+
+def score_block(block: pa.RecordBatch, items: ItemMatrix, n: int, key: str) -> pa.RecordBatch:
+    """One block of users (`key`, `features` or null, `seen` item indexes, optionally `history`
+    for fold-in) to their top-N rows."""
+    rows = block.num_rows
+    scores, source = _scores(block, items)
     if items.excluded is not None and len(items.excluded):
         scores[:, items.excluded] = -np.inf
     seen = block.column(SEEN)
@@ -147,14 +184,13 @@ def score_block(block: pa.RecordBatch, items: ItemMatrix, n: int, key: str) -> p
         known = seen_cols >= 0
         scores[seen_rows[known], seen_cols[known]] = -np.inf
     row_of, col_of, rank = top_n(scores, n)
-    source = np.where(has_factors[row_of], ALS_SOURCE, FALLBACK_SOURCE)
     return pa.RecordBatch.from_arrays(
         [
             block.column(key).take(pa.array(row_of)),
             pa.array(rank, type=pa.int32()),
             pa.array(items.ids[col_of], type=pa.int32()),
             pa.array(scores[row_of, col_of], type=pa.float32()),
-            pa.array(source, type=pa.string()),
+            pa.array(source[row_of], type=pa.string()),
         ],
         names=[key, RANK, ITEM_IDX, SCORE, SOURCE],
     )
@@ -170,7 +206,9 @@ def score_all(
     users: DataFrame, items: ItemMatrix, n: int, block_size: int = 4096, memory_mb: int = 256, key: str = "key"
 ) -> DataFrame:
     """Top-N for every row of `users` (`key`, `features` array<float> or null, `seen` array<int>
-    or null): `key`, `rank`, `item_idx`, `score`, `source` (`als`, or `fallback` for null features).
+    or null, and optionally `history` array<struct<item_idx, rating>>): `key`, `rank`, `item_idx`,
+    `score`, `source` (`als`; `fold_in` for null features solved from `history` when `items` has
+    fold-in; else `fallback`).
 
     Exact: the same lists (up to ties) as scoring every item and sorting, with seen and excluded
     items never returned.
@@ -193,10 +231,10 @@ def score_all(
         T.StructField(SCORE, T.FloatType()),
         T.StructField(SOURCE, T.StringType()),
     ])
-    prepared = users.select(
-        key, F.col(FEATURES).cast("array<float>").alias(FEATURES), F.col(SEEN).cast("array<int>").alias(SEEN)
-    )
-    return prepared.mapInArrow(run, schema)
+    columns = [key, F.col(FEATURES).cast("array<float>").alias(FEATURES), F.col(SEEN).cast("array<int>").alias(SEEN)]
+    if HISTORY in users.columns:
+        columns.append(F.col(HISTORY).cast(f"array<struct<{ITEM_IDX}:int,{RATING}:float>>").alias(HISTORY))
+    return users.select(*columns).mapInArrow(run, schema)
 
 
 def similar_items(item_factors: DataFrame, n: int, block_size: int = 4096, memory_mb: int = 256) -> DataFrame:

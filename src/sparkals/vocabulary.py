@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 __all__ = [
     "USER_ID", "ITEM_ID", "USER_IDX", "ITEM_IDX", "RATING", "EVENT", "TS", "EVENT_DATE", "QUANTITY",
-    "TRANSACTION_ID", "RANK", "SCORE", "SOURCE", "MODEL_VERSION", "SEEN", "FEATURES",
+    "TRANSACTION_ID", "RANK", "SCORE", "SOURCE", "MODEL_VERSION", "SEEN", "FEATURES", "HISTORY",
     "CONFIDENCE_TRANSFORMS", "METRIC_NAMES", "INPUT_FORMATS", "SPLIT_METHODS", "TIMED_SPLITS", "UNKNOWN_EVENT_RULES",
     "MissingColumnError", "require_columns",
 ]
@@ -37,6 +37,7 @@ SOURCE = "source"
 MODEL_VERSION = "model_version"
 SEEN = "seen"  # array of item indexes a user must not be recommended
 FEATURES = "features"  # latent factors, as Spark's ALSModel names them
+HISTORY = "history"  # array of (item_idx, rating) a user without factors is folded in from
 
 # Fixed value sets, declared once; the config checks import them.
 CONFIDENCE_TRANSFORMS = ("raw", "log1p", "bm25", "tfidf")

@@ -1,13 +1,13 @@
 """Stage `recommend`: top-N per user from the serving model, published atomically as Parquet in
 the original ids under `recommendations/run_date=...` (and `similar_items/run_date=...` when asked),
-with `recommendations/_LATEST.json` pointing readers at the newest complete output."""
+with `recommendations/_LATEST.json` pointing readers at the newest complete output. Users the serving
+model has no factors for (new since it was trained) are folded in from tonight's ratings."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 
-from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -21,12 +21,13 @@ from sparkals.ratings import exclusion_list
 from sparkals.recommend import (
     recommend_top_n, seen_pairs, similar_items_top_n, users_to_score, with_model_version,
 )
-from sparkals.score import ALS_SOURCE, FALLBACK_SOURCE
+from sparkals.score import ALS_SOURCE, FALLBACK_SOURCE, FOLD_IN_SOURCE
 from sparkals.stages.common import model_version, read_events, read_exclusion_file, read_indexes, timed
 from sparkals.stages.gate import serving_model
+from sparkals.stages.serving import ServingModel, load_serving_model
 from sparkals.vocabulary import ITEM_ID, MODEL_VERSION, RANK, SOURCE, USER_ID
 
-__all__ = ["NO_MODEL", "RecommendResult", "build_recommendations", "run"]
+__all__ = ["NO_MODEL", "RecommendResult", "build_recommendations", "counts_by_source", "run"]
 
 NO_MODEL = "none"  # model_version of rows served when no model passed the quality gate
 
@@ -39,31 +40,45 @@ class RecommendResult:
     users_scored: int
     users_als: int
     users_fallback: int
+    users_fold_in: int = 0
     similar_items_rows: int | None = None
     seconds: float = 0.0
 
 
 def build_recommendations(
-    model: ALSModel | None, events: DataFrame, ratings: DataFrame, users: DataFrame, items: DataFrame,
-    excluded: DataFrame | None, settings: RecommendSettings, run_date: dt.date, version: str,
+    serving: ServingModel | None, events: DataFrame, ratings: DataFrame, users: DataFrame, items: DataFrame,
+    excluded: DataFrame | None, settings: RecommendSettings, run_date: dt.date,
+    audience: DataFrame | None = None,
 ) -> DataFrame:
-    """Every active user's top-N in the published columns, seen and excluded items filtered, users
-    without factors served the fallback; one output partition per user hash, sorted, so the same
-    inputs always give the same files."""
+    """The top-N of every `audience` user (default: every user active in `settings.active_days`) in
+    the published columns: seen and excluded items filtered, users without factors folded in from
+    `ratings` when they can be, else served the fallback; one output partition per user hash,
+    sorted, so the same inputs always give the same files."""
     fallback = fallback_scores(events, ratings, items, run_date, settings.fallback_days) if settings.fallback else None
     recs = recommend_top_n(
-        model, users_to_score(events, run_date, settings.active_days), users, items, settings.top_n,
+        serving.model if serving else None,
+        users_to_score(events, run_date, settings.active_days) if audience is None else audience,
+        users, items, settings.top_n,
         seen=seen_pairs(events, settings.filter_events, run_date, settings.filter_lookback_days),
         excluded=excluded, fallback=fallback,
+        ratings=ratings if serving and serving.fold_in else None, fold_in=serving.fold_in if serving else None,
         block_size=settings.block_size, memory_mb=settings.block_memory_mb,
     )
+    version = serving.version if serving else NO_MODEL
     return with_model_version(recs, version).repartition(USER_ID).sortWithinPartitions(USER_ID, RANK)
 
 
-def _counts_by_source(recs: DataFrame) -> dict[str, tuple[int, int]]:
-    """source -> (users, rows)."""
+def counts_by_source(recs: DataFrame) -> dict[str, int]:
+    """Users per `source` (als, fold_in, fallback) and `rows` in all: what a run reports."""
     rows = recs.groupBy(SOURCE).agg(F.countDistinct(USER_ID).alias("users"), F.count("*").alias("rows")).collect()
-    return {row[SOURCE]: (row["users"], row["rows"]) for row in rows}
+    by_source = {row[SOURCE]: row["users"] for row in rows}
+    return {
+        "users_scored": sum(by_source.values()),
+        "users_als": by_source.get(ALS_SOURCE, 0),
+        "users_fold_in": by_source.get(FOLD_IN_SOURCE, 0),
+        "users_fallback": by_source.get(FALLBACK_SOURCE, 0),
+        "rows": sum(row["rows"] for row in rows),
+    }
 
 
 @timed("recommend")
@@ -76,37 +91,29 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> RecommendResult:
             "no model passed the quality gate and recommend.fallback is off: there is nothing to serve; "
             "see models/_CURRENT.json for why, or set recommend.fallback = true"
         )
-    if version is not None and not fs.exists(spark, paths.model(version)):
-        raise PipelineError(f"no model {version} for {run_date}: run `sparkals train` first")
+    users, items = read_indexes(spark, paths, run_date)
+    serving = load_serving_model(spark, paths, version, users, items, cfg.recommend.fold_in) if version else None
     recover(spark, paths.staging)
-    model = ALSModel.load(paths.model_data(version)) if version else None
     version = version or NO_MODEL
     events = read_events(spark, paths, run_date)
-    users, items = read_indexes(spark, paths, run_date)
     ratings = spark.read.parquet(paths.ratings(run_date))
     excluded = exclusion_list(spark, cfg.ratings, read_exclusion_file(spark, cfg))
 
     target = paths.recommendations(run_date)
-    recs = build_recommendations(
-        model, events, ratings, users, items, excluded, cfg.recommend, run_date, version
-    ).persist()
+    recs = build_recommendations(serving, events, ratings, users, items, excluded, cfg.recommend, run_date).persist()
     try:
-        by_source = _counts_by_source(recs)
-        counts = {
-            "users_scored": sum(users for users, _ in by_source.values()),
-            "users_als": by_source.get(ALS_SOURCE, (0, 0))[0],
-            "users_fallback": by_source.get(FALLBACK_SOURCE, (0, 0))[0],
-        }
+        counts = counts_by_source(recs)
+        rows = counts.pop("rows")
         rows = publish_parquet(
-            recs, target, paths.staging, expected_rows=sum(rows for _, rows in by_source.values()),
+            recs, target, paths.staging, expected_rows=rows,
             marker={"run_date": str(run_date), "model_version": version, **counts},
         )
     finally:
         recs.unpersist()
     similar_rows = None
-    if cfg.recommend.similar_items and model is not None:
+    if cfg.recommend.similar_items and serving is not None:
         similar = similar_items_top_n(
-            model, items, cfg.recommend.similar_top_n, cfg.recommend.block_size, cfg.recommend.block_memory_mb
+            serving.model, items, cfg.recommend.similar_top_n, cfg.recommend.block_size, cfg.recommend.block_memory_mb
         ).withColumn(MODEL_VERSION, F.lit(version))
         similar_rows = publish_parquet(
             similar.repartition(ITEM_ID).sortWithinPartitions(ITEM_ID, RANK), paths.similar_items(run_date),
