@@ -36,7 +36,8 @@ def _files(root: Path) -> dict[str, tuple[int, int]]:
     """Every file below root but the holder's lock (its heartbeat rewrites it), with its size and
     modification time: what a run touched."""
     return {
-        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if "_LOCK" not in p.name
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*") if "_LOCK" not in p.name
     }
 
 
@@ -71,10 +72,10 @@ def test_a_second_run_stops_with_status_5_and_writes_nothing_while_another_proce
 
         before = _files(root)
         args = ["--run-date", "2026-11-22", "--set", f"output.root={root}", "--set", "spark.log_level=ERROR"]
-        assert cli.main(["nightly", *args]) == 5
+        assert cli.main(["nightly", *args]) == cli.LOCKED == 5
         err = capsys.readouterr().err
         assert f"pid {holder.pid}" in err and "stopped before writing anything" in err and str(lock) in err
-        assert cli.main(["clean", "--yes", *args]) == 5
+        assert cli.main(["clean", "--yes", *args]) == cli.LOCKED
         assert _files(root) == before  # no run record, no checkpoint folder, nothing
 
         holder.stdin.close()
@@ -149,3 +150,10 @@ def test_a_lock_taken_over_while_held_is_left_to_its_new_holder(spark, tmp_path,
         assert not held.beat()
     assert json.loads(lock.read_text()) == taken
     assert "no longer this run's" in caplog.text
+
+
+def test_an_output_root_no_run_can_write_to_is_a_clear_error(spark, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    code = cli.main(["train", "--run-date", "2026-11-22", "--set", f"output.root={tmp_path / 'a-file' / 'out'}"])
+    err = capsys.readouterr().err
+    assert code == 1 and "could not create the run lock" in err and "output.root must be a location" in err

@@ -98,7 +98,8 @@ def test_every_dated_output_lives_in_its_kind_folder():
     paths, day = Paths("root"), D("2026-11-22")
     written = {
         "ratings": paths.ratings(day), "indexes": paths.user_index(day), "recommendations": paths.recommendations(day),
-        "similar_items": paths.similar_items(day), "reports": paths.tune_reports(day), "quarantine": paths.quarantine(day),
+        "similar_items": paths.similar_items(day), "reports": paths.tune_reports(day),
+        "quarantine": paths.quarantine(day),
     }
     assert written.keys() == set(DATED_KINDS)
     for kind, path in written.items():

@@ -19,14 +19,14 @@ use_spark_home()
 
 import sparkals  # noqa: E402
 from sparkals.config import Config, ConfigError, load_config  # noqa: E402
-from sparkals.errors import SparkalsError  # noqa: E402
+from sparkals.errors import LockError, SparkalsError  # noqa: E402
 from sparkals.generate import GeneratorSpec  # noqa: E402
 from sparkals.vocabulary import INPUT_FORMATS  # noqa: E402
 
 log = logging.getLogger("sparkals")
 
 GATED = 4  # exit status: the run finished, but the new model was refused by the quality gate
-# Exit status 5 (LockError): another run holds output.root's lock; this one wrote nothing.
+LOCKED = LockError.exit_status  # 5: another run holds output.root's lock; this one wrote nothing
 
 HELPS = {
     "ingest": "read, validate and store the event log as clean Parquet events",

@@ -23,8 +23,8 @@ from sparkals.vocabulary import (
 
 __all__ = [
     "ALSSettings", "Config", "ConfigError", "EvaluateSettings", "GateSettings", "IngestSettings", "InputColumns",
-    "InputSettings", "LockSettings", "OutputSettings", "RatingsSettings", "RecommendSettings", "RetentionSettings", "SparkSettings",
-    "TuneSettings",
+    "InputSettings", "OutputSettings", "RatingsSettings", "RecommendSettings", "SparkSettings", "TuneSettings",
+    "LockSettings", "RetentionSettings",
     "load_config", "parse_override", "read_toml",
 ]
 

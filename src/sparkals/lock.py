@@ -26,7 +26,7 @@ from pyspark.sql import SparkSession
 
 from sparkals import fs
 from sparkals.config import LockSettings
-from sparkals.errors import LockError
+from sparkals.errors import LockError, PipelineError
 
 __all__ = ["LockInfo", "RunLock", "age_seconds"]
 
@@ -142,22 +142,26 @@ class RunLock:
         text = json.dumps(dataclasses.asdict(self.info), indent=2, sort_keys=True) + "\n"
         try:
             return fs.create_new(self.spark, self.path, text)
-        except Py4JJavaError:
+        except Py4JJavaError as err:
             # A store that refuses a conditional create with an error of its own: the lock is there.
             if fs.exists(self.spark, self.path):
                 return False
-            raise
+            raise PipelineError(
+                f"could not create the run lock {self.path}: {str(err.java_exception).splitlines()[0]}; "
+                "output.root must be a location this run can write to. Nothing was written"
+            ) from err
 
     def _holder(self) -> tuple[LockInfo | None, float | None]:
         """(the lock's content or None when unreadable, its heartbeat's age in seconds or None when
         there is no lock). An unreadable lock (cut short) is aged by its file's modification time."""
         now = _now()
         try:
-            info = LockInfo(**json.loads(fs.read_text(self.spark, self.path)))
+            content = json.loads(fs.read_text(self.spark, self.path))
+            info = LockInfo(**{field.name: content[field.name] for field in dataclasses.fields(LockInfo)})
             return info, age_seconds(info.heartbeat_at, now)
         except FileNotFoundError:
             return None, None
-        except (ValueError, TypeError, Py4JJavaError):
+        except (ValueError, TypeError, KeyError, Py4JJavaError):
             try:
                 return None, now.timestamp() - fs.modified_at(self.spark, self.path)
             except Py4JJavaError:
