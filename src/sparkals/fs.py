@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 __all__ = ["create_new", "delete", "exists", "glob_has_files", "list_names", "modified_at", "read_json", "read_text",
            "rename", "size", "write_json", "write_text"]
 
-# Hadoop 3.4.2+ createFile() option: the write lands at close() only if nothing is at the path, one
+# A createFile() option of recent Hadoop (3.5.0, the client pyspark 4.3 ships, has it): the write lands at close() only if nothing is at the path, one
 # conditional PUT (If-None-Match) on S3A with a store that supports it; other file systems ignore it.
 CONDITIONAL_CREATE = "fs.option.create.conditional.overwrite"
 
