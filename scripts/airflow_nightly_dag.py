@@ -37,7 +37,15 @@ with DAG(
     start_date=datetime(2026, 11, 1),
     catchup=False,
     max_active_runs=1,  # nights build on each other's indexes: never two at once
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=15)},
+    default_args={
+        # A try that finds the output root's lock held exits with status 5 having written nothing. A
+        # killed try leaves its lock behind; the next try takes it over once its heartbeat is older
+        # than lock.stale_minutes (30): so retry later than that.
+        "retries": 2,
+        "retry_delay": timedelta(minutes=35),
+        # Well beyond a normal night (about 10 minutes for 16M events on 2 cores): adapt to your data.
+        "execution_timeout": timedelta(hours=6),
+    },
     tags=["sparkals"],
 ) as dag:
     SparkSubmitOperator(

@@ -67,6 +67,9 @@ def test_set_parses_values_as_toml_and_bare_words_as_strings():
         ("tune.reg_param_range=[0.0, 1.0]", "tune.reg_param_range must be two positive numbers"),
         ("tune.weight_range=[1.0]", "tune.weight_range must be two positive numbers"),
         ("tune.reg_params=[0.1]", "unknown setting 'tune.reg_params'"),
+        ("lock.heartbeat_seconds=700", "lock.heartbeat_seconds (700) must be at most a third of lock.stale_minutes"),
+        ("lock.stale_minutes=0", "lock.stale_minutes and lock.heartbeat_seconds must be at least 1"),
+        ("retention.keep_days=-1", "retention.keep_days and retention.keep_models must not be negative"),
     ],
 )
 def test_bad_settings_are_named(override, message):
@@ -82,6 +85,8 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
 def test_fingerprint_changes_with_settings():
     assert load_config().fingerprint() == load_config().fingerprint()
     assert load_config().fingerprint() != load_config([], ["als.rank=7"]).fingerprint()
+    # How runs are guarded and cleaned up after does not rename tonight's model.
+    assert load_config().fingerprint() == load_config([], ["retention.keep_days=3", "lock.stale_minutes=9"]).fingerprint()
 
 
 def test_list_settings_are_checked_item_by_item():

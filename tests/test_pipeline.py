@@ -32,6 +32,10 @@ def event_log(spark, tmp_path_factory):
 @pytest.mark.slow
 def test_nightly_writes_n_distinct_ranked_items_per_user(spark, event_log, tmp_path, capsys):
     out = tmp_path / "out"
+    old = [out / "ratings" / "run_date=2026-08-01", out / "recommendations" / "run_date=2026-08-01"]
+    for folder in old:  # a night more than retention.keep_days (30) before this one
+        folder.mkdir(parents=True)
+        (folder / "part-00000.parquet").write_bytes(b"old")
     code = cli.main([
         "nightly", "--run-date", RUN_DATE,
         "--set", f"input.path={event_log}", "--set", f"output.root={out}",
@@ -62,6 +66,9 @@ def test_nightly_writes_n_distinct_ranked_items_per_user(spark, event_log, tmp_p
 
     summary = json.loads((out / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text())
     assert summary["ingest"]["rows_read"] == 30_000
+    assert [r["path"] for r in summary["retention"]["removed"]] == [str(folder) for folder in old]
+    assert not any(folder.exists() for folder in old)
+    assert not (out / "checkpoints").exists() and not (out / "_LOCK.json").exists()
     assert summary["recommend"]["users_scored"] == per_user.count()
     (model_dir,) = [p for p in (out / "models").iterdir() if p.is_dir()]
     assert json.loads((out / "models" / "_CURRENT.json").read_text())["model_version"] == model_dir.name
@@ -204,13 +211,19 @@ def test_quality_gate_refuses_a_worse_model_and_keeps_serving_the_current_one(sp
     current = json.loads((out / "models" / "_CURRENT.json").read_text())
     assert current["model_version"] == first["train"]["model_version"]
 
-    worse = ["--set", "als.rank=1", "--set", "als.max_iter=1"]
+    worse = ["--set", "als.rank=1", "--set", "als.max_iter=1",
+             "--set", "retention.keep_days=1", "--set", "retention.keep_models=1"]
     assert cli.main(["nightly", "--run-date", RUN_DATE, *common, *worse]) == cli.GATED
     second = json.loads((out / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text())
     gate = second["gate"]
     assert second["status"] == "gated" and gate["status"] == "refused"
     assert gate["candidate_score"] < gate["floor"] < gate["current_score"]
     assert json.loads((out / "models" / "_CURRENT.json").read_text()) == current  # unchanged
+    # Retention keeps the serving model and its night's outputs, and tonight's (the newest) model.
+    assert second["retention"]["removed"] == [] and (out / "indexes" / "run_date=2026-09-29").exists()
+    assert {p.name for p in (out / "models").iterdir() if p.is_dir()} == {
+        current["model_version"], second["train"]["model_version"]
+    }
     served = spark.read.parquet(str(out / "recommendations" / f"run_date={RUN_DATE}"))
     assert {r.model_version for r in served.select("model_version").distinct().collect()} == {current["model_version"]}
     assert served.groupBy("user_id").count().filter("count != 5").count() == 0

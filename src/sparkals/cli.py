@@ -9,7 +9,8 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 from sparkals.session import use_spark_home
 
@@ -18,13 +19,14 @@ use_spark_home()
 
 import sparkals  # noqa: E402
 from sparkals.config import Config, ConfigError, load_config  # noqa: E402
-from sparkals.errors import SparkalsError  # noqa: E402
+from sparkals.errors import LockError, SparkalsError  # noqa: E402
 from sparkals.generate import GeneratorSpec  # noqa: E402
 from sparkals.vocabulary import INPUT_FORMATS  # noqa: E402
 
 log = logging.getLogger("sparkals")
 
 GATED = 4  # exit status: the run finished, but the new model was refused by the quality gate
+LOCKED = LockError.exit_status  # 5: another run holds output.root's lock; this one wrote nothing
 
 HELPS = {
     "ingest": "read, validate and store the event log as clean Parquet events",
@@ -37,6 +39,8 @@ HELPS = {
     "nightly": "run ingest, aggregate, train, gate and recommend in order for one run date",
     "evaluate": "measure ALS against popularity baselines on a holdout; write a report",
     "tune": "search ALS, confidence and event-weight settings on the holdout (optuna); write the best as TOML",
+    "clean": "remove outputs older than retention.keep_days days before the run date and models beyond "
+             "retention.keep_models",
 }
 
 
@@ -89,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in HELPS.items():
         _common(sub.add_parser(name, help=text))
+    mode = sub.choices["clean"].add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
+    mode.add_argument("--yes", action="store_true", help="remove it")
     return parser
 
 
@@ -126,6 +133,31 @@ def print_summary(command: str, result: Any) -> None:
     print(f"total time        {result.seconds:.1f}s")
 
 
+@contextmanager
+def _exclusive(spark: Any, cfg: Config, command: str, run_date: dt.date, writes: bool = True) -> Iterator[None]:
+    """A command that writes below output.root holds its lock while it runs (a second one stops with
+    exit status 5 before writing anything), and removes Spark's checkpoint files when it ends."""
+    if not writes:
+        yield
+        return
+    from sparkals.lock import RunLock
+    from sparkals.paths import Paths
+    from sparkals.stages.clean import remove_checkpoints
+
+    paths = Paths(cfg.output.root)
+    if not cfg.lock.enabled:
+        log.info("lock.enabled is false: nothing stops another run from writing to %s at the same time", paths.root)
+    lock = RunLock(spark, paths.lock, run_date, command, cfg.lock) if cfg.lock.enabled else None
+    if lock:
+        lock.acquire()
+    try:
+        yield
+    finally:
+        remove_checkpoints(spark, paths)
+        if lock:
+            lock.release()
+
+
 def _gated(result: Any) -> bool:
     """The run finished, but the quality gate refused tonight's model."""
     return getattr(result, "status", None) == "gated" or getattr(result, "refused", False)
@@ -159,11 +191,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sparkals.stages import generate
 
             result = generate.run(spark, spec, args.out, args.format)
+        elif args.command == "clean":
+            from sparkals.stages import clean
+
+            with _exclusive(spark, cfg, args.command, args.run_date, writes=args.yes):
+                result = clean.run(spark, cfg, args.run_date, dry_run=args.dry_run)
         else:
-            result = _stage(args.command)(spark, cfg, args.run_date)
+            with _exclusive(spark, cfg, args.command, args.run_date):
+                result = _stage(args.command)(spark, cfg, args.run_date)
     except SparkalsError as err:
         print(f"sparkals {args.command}: {err}", file=sys.stderr)
-        return 1
+        return err.exit_status
     print_summary(args.command, result)
     if _gated(result):
         print(f"sparkals {args.command}: the quality gate refused tonight's model; the previous one, if any, "

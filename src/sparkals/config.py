@@ -24,8 +24,12 @@ from sparkals.vocabulary import (
 __all__ = [
     "ALSSettings", "Config", "ConfigError", "EvaluateSettings", "GateSettings", "IngestSettings", "InputColumns",
     "InputSettings", "OutputSettings", "RatingsSettings", "RecommendSettings", "SparkSettings", "TuneSettings",
+    "LockSettings", "RetentionSettings",
     "load_config", "parse_override", "read_toml",
 ]
+
+# Sections about running, not computing: they do not enter the fingerprint.
+OPERATIONAL = ("lock", "retention")
 
 # Storage levels ALS may keep its blocks at (Spark's names; the intermediate level cannot be NONE).
 STORAGE_LEVELS = ("MEMORY_AND_DISK", "MEMORY_ONLY", "MEMORY_AND_DISK_SER", "MEMORY_ONLY_SER", "DISK_ONLY")
@@ -176,6 +180,19 @@ class GateSettings:
 
 
 @dataclass
+class LockSettings:
+    enabled: bool = True
+    stale_minutes: int = 30
+    heartbeat_seconds: int = 60
+
+
+@dataclass
+class RetentionSettings:
+    keep_days: int = 30
+    keep_models: int = 5
+
+
+@dataclass
 class Config:
     spark: SparkSettings = field(default_factory=SparkSettings)
     input: InputSettings = field(default_factory=InputSettings)
@@ -187,6 +204,8 @@ class Config:
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
     tune: TuneSettings = field(default_factory=TuneSettings)
     gate: GateSettings = field(default_factory=GateSettings)
+    lock: LockSettings = field(default_factory=LockSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     def validate(self) -> "Config":
         """Reject values that would only fail later, deep inside a Spark job."""
@@ -235,7 +254,20 @@ class Config:
         if not 0.0 <= self.ratings.bm25_b <= 1.0:
             raise ConfigError("ratings.bm25_b must be between 0 and 1")
         self._validate_evaluation()
+        self._validate_operations()
         return self
+
+    def _validate_operations(self) -> None:
+        lock, kept = self.lock, self.retention
+        if lock.stale_minutes < 1 or lock.heartbeat_seconds < 1:
+            raise ConfigError("lock.stale_minutes and lock.heartbeat_seconds must be at least 1")
+        if lock.heartbeat_seconds * 3 > lock.stale_minutes * 60:
+            raise ConfigError(
+                f"lock.heartbeat_seconds ({lock.heartbeat_seconds}) must be at most a third of lock.stale_minutes "
+                f"({lock.stale_minutes} min): a live run's lock must never look stale"
+            )
+        if kept.keep_days < 0 or kept.keep_models < 0:
+            raise ConfigError("retention.keep_days and retention.keep_models must not be negative (0: keep everything)")
 
     def _validate_without_time(self) -> None:
         """A log without time (`input.columns.timestamp = ""`): nothing may depend on event times."""
@@ -301,8 +333,11 @@ class Config:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """Short stable hash of every setting: tells two runs' configurations apart."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        """Short stable hash of every setting that shapes the outputs: tells two runs' configurations
+        apart (and names the model). How a run is guarded and cleaned up after (OPERATIONAL) is left
+        out, so that changing it does not rename tonight's model."""
+        settings = {k: v for k, v in self.to_dict().items() if k not in OPERATIONAL}
+        text = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

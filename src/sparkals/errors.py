@@ -1,10 +1,13 @@
-"""The errors a user can act on: the CLI prints them without a stack trace."""
+"""The errors a user can act on: the CLI prints them without a stack trace and exits with the
+error's `exit_status`."""
 
-__all__ = ["EmptyHoldoutError", "PipelineError", "SparkalsError"]
+__all__ = ["EmptyHoldoutError", "LockError", "PipelineError", "SparkalsError"]
 
 
 class SparkalsError(Exception):
     """Something about the input, configuration or stored outputs is wrong; the message says what."""
+
+    exit_status = 1
 
 
 class PipelineError(SparkalsError):
@@ -13,3 +16,10 @@ class PipelineError(SparkalsError):
 
 class EmptyHoldoutError(PipelineError):
     """The split leaves no training or no test events: there is nothing to evaluate."""
+
+
+class LockError(SparkalsError):
+    """Another run holds the lock of this output root: this one stopped before writing anything.
+    Its own exit status, so that a scheduler can tell "busy, try later" from a failure."""
+
+    exit_status = 5

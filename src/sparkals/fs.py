@@ -10,8 +10,12 @@ from typing import Any
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
-__all__ = ["delete", "exists", "glob_has_files", "list_names", "read_json", "read_text", "rename", "write_json",
-           "write_text"]
+__all__ = ["create_new", "delete", "exists", "glob_has_files", "list_names", "modified_at", "read_json", "read_text",
+           "rename", "size", "write_json", "write_text"]
+
+# A createFile() option of recent Hadoop (3.5.0, the client pyspark 4.3 ships, has it): the write lands at close() only if nothing is at the path, one
+# conditional PUT (If-None-Match) on S3A with a store that supports it; other file systems ignore it.
+CONDITIONAL_CREATE = "fs.option.create.conditional.overwrite"
 
 
 def _path(spark: SparkSession, path: str) -> tuple[Any, Any]:
@@ -41,6 +45,58 @@ def glob_has_files(spark: SparkSession, pattern: str) -> bool:
             if not name.startswith(("_", ".")):
                 return True
     return False
+
+
+def create_new(spark: SparkSession, path: str, text: str) -> bool:
+    """Create the small file `path` holding `text` only if nothing is there; False if something is.
+
+    Whether two writers racing can both win depends on the storage: on local disk it is one
+    exclusive create (O_EXCL through java.nio: Hadoop's local create(overwrite=false) checks, then
+    creates); on HDFS the NameNode refuses a second create of a path; on S3A it is a conditional
+    PUT (If-None-Match) where the Hadoop client and the store support it, else a check, then a PUT:
+    two writers within the same moment can both succeed there, and the later one's content wins.
+    """
+    fs, hpath = _path(spark, path)
+    data = bytearray(text.encode("utf-8"))
+    if fs.getScheme() == "file":
+        jvm = spark.sparkContext._jvm
+        target = fs.pathToFile(hpath)
+        target.getParentFile().mkdirs()
+        nio = jvm.java.nio.file
+        options = spark.sparkContext._gateway.new_array(nio.OpenOption, 2)
+        options[0], options[1] = nio.StandardOpenOption.CREATE_NEW, nio.StandardOpenOption.WRITE
+        try:
+            nio.Files.write(target.toPath(), data, options)
+        except Py4JJavaError as err:
+            if "FileAlreadyExistsException" in str(err.java_exception):
+                return False
+            raise
+        # A checksum file left by an earlier file of this name (removed by hand) would not match.
+        nio.Files.deleteIfExists(jvm.java.io.File(target.getParentFile(), f".{target.getName()}.crc").toPath())
+        return True
+    try:
+        stream = fs.createFile(hpath).overwrite(False).recursive().opt(CONDITIONAL_CREATE, "true").build()
+        try:
+            stream.write(data)
+        finally:
+            stream.close()
+    except Py4JJavaError as err:
+        if "FileAlreadyExistsException" in str(err.java_exception):
+            return False
+        raise
+    return True
+
+
+def modified_at(spark: SparkSession, path: str) -> float:
+    """Last modification of `path` in seconds since the epoch, by the storage's clock."""
+    fs, hpath = _path(spark, path)
+    return fs.getFileStatus(hpath).getModificationTime() / 1000.0
+
+
+def size(spark: SparkSession, path: str) -> int:
+    """Bytes below `path` (a file or a folder); 0 when it does not exist."""
+    fs, hpath = _path(spark, path)
+    return int(fs.getContentSummary(hpath).getLength()) if fs.exists(hpath) else 0
 
 
 def delete(spark: SparkSession, path: str) -> None:

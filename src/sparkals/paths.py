@@ -6,7 +6,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-__all__ = ["Paths"]
+__all__ = ["DATED_KINDS", "Paths"]
+
+# The folders below output.root that hold one `run_date=...` folder per night (retention's scope;
+# `runs/`, the run records, is dated too but kept).
+DATED_KINDS = ("ratings", "indexes", "recommendations", "similar_items", "reports", "quarantine")
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,15 @@ class Paths:
 
     def tune_reports(self, run_date: dt.date) -> str:
         return f"{self.reports(run_date)}/tune"
+
+    def dated_root(self, kind: str) -> str:
+        """The folder of one of DATED_KINDS: its `run_date=...` folders are the nights'."""
+        return f"{self.root}/{kind}"
+
+    @property
+    def lock(self) -> str:
+        """Held by the one run writing below this root (lock.py)."""
+        return f"{self.root}/_LOCK.json"
 
     @property
     def checkpoints(self) -> str:

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
+import re
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
@@ -22,8 +23,8 @@ from sparkals.split import Holdout, split_events
 from sparkals.vocabulary import EVENT_DATE, ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
 
 __all__ = [
-    "model_version", "open_holdout", "previous_index_date", "read_events", "read_exclusion_file", "read_indexes",
-    "timed", "write_indexes",
+    "model_run_date", "model_version", "open_holdout", "previous_index_date", "read_events", "read_exclusion_file",
+    "read_indexes", "timed", "write_indexes",
 ]
 
 log = logging.getLogger("sparkals.stages")
@@ -60,6 +61,12 @@ def _brief(result: Any) -> str:
 def model_version(cfg: Config, run_date: dt.date) -> str:
     """Same run date and same settings: same version, so a rerun replaces rather than adds."""
     return f"als-{run_date:%Y%m%d}-{cfg.fingerprint()[:8]}"
+
+
+def model_run_date(version: str) -> dt.date | None:
+    """The run date in a `model_version` name; None for a name it did not make."""
+    found = re.fullmatch(r"als-(\d{8})-[0-9a-f]+", version)
+    return dt.datetime.strptime(found.group(1), "%Y%m%d").date() if found else None
 
 
 def read_events(spark: SparkSession, paths: Paths, run_date: dt.date) -> DataFrame:

@@ -1,6 +1,7 @@
 """Stage `nightly`: every stage in order for one run date; rerunning the same date replaces its
 outputs. The run record `runs/run_date=.../summary.json` is written whatever happens: status
-`succeeded`, `gated` (tonight's model was refused and the previous one served) or `failed`."""
+`succeeded`, `gated` (tonight's model was refused and the previous one served) or `failed`. A night
+that finishes (succeeded or gated) ends with retention (stages/clean.py); the record lists what it removed."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import sparkals
 from sparkals import fs
 from sparkals.config import Config
 from sparkals.paths import Paths
-from sparkals.stages import aggregate, gate, ingest, recommend, train
+from sparkals.stages import aggregate, clean, gate, ingest, recommend, train
 
 __all__ = ["NightlyResult", "STAGES", "revision", "run"]
 
@@ -67,6 +68,7 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> NightlyResult:
             results[name] = stage(spark, cfg, run_date)
             record[name] = dataclasses.asdict(results[name])
         record["status"] = "gated" if results["gate"].refused else "succeeded"
+        record["retention"] = dataclasses.asdict(clean.run(spark, cfg, run_date, dry_run=False))
     except Exception as err:
         record.update(status="failed", error=f"{type(err).__name__}: {err}")
         raise
