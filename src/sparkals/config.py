@@ -23,8 +23,8 @@ from sparkals.vocabulary import (
 
 __all__ = [
     "ALSSettings", "Config", "ConfigError", "EvaluateSettings", "GateSettings", "IngestSettings", "InputColumns",
-    "InputSettings", "OutputSettings", "RatingsSettings", "RecommendSettings", "SparkSettings", "TuneSettings",
-    "load_config", "parse_override", "read_toml",
+    "InputSettings", "OutputSettings", "RatingsSettings", "RecommendSettings", "SparkSettings", "TrackingSettings",
+    "TuneSettings", "load_config", "parse_override", "read_toml",
 ]
 
 # Storage levels ALS may keep its blocks at (Spark's names; the intermediate level cannot be NONE).
@@ -175,6 +175,12 @@ class GateSettings:
 
 
 @dataclass
+class TrackingSettings:
+    mlflow_uri: str = ""
+    experiment: str = "sparkals"
+
+
+@dataclass
 class Config:
     spark: SparkSettings = field(default_factory=SparkSettings)
     input: InputSettings = field(default_factory=InputSettings)
@@ -186,6 +192,7 @@ class Config:
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
     tune: TuneSettings = field(default_factory=TuneSettings)
     gate: GateSettings = field(default_factory=GateSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
     def validate(self) -> "Config":
         """Reject values that would only fail later, deep inside a Spark job."""
@@ -275,6 +282,8 @@ class Config:
             raise ConfigError("gate.max_drop must be between 0 and 1")
         if self.gate.min_lift < 0:
             raise ConfigError("gate.min_lift must not be negative (0.05: beat the best baseline by 5 %)")
+        if self.tracking.mlflow_uri and not self.tracking.experiment:
+            raise ConfigError("tracking.experiment must name the MLflow experiment the nights are logged to")
 
     def _validate_tune(self) -> None:
         tune = self.tune
