@@ -127,7 +127,7 @@ def check_writable(spark: SparkSession, folder: str) -> None:
     _, probe = _path(spark, f"{folder}/_write_probe-{uuid.uuid4().hex[:8]}")
     try:
         if not fs.mkdirs(hpath):
-            raise OSError(f"cannot create the folder {folder}")
+            raise OSError(f"could not create the folder {folder}")
         stream = fs.create(probe, False)
         try:
             stream.write(bytearray(b"sparkals write probe\n"))
@@ -135,7 +135,7 @@ def check_writable(spark: SparkSession, folder: str) -> None:
             stream.close()
     except Py4JJavaError as err:
         _try_delete(fs, probe)
-        raise OSError(f"cannot write in {folder}: {err.java_exception.toString()}") from err
+        raise OSError(err.java_exception.toString()) from err
     fs.delete(probe, False)
 
 
