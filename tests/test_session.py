@@ -71,3 +71,15 @@ def test_findspark_leaves_pyspark_python_unset(tmp_path):
     result = _python(code, SPARK_HOME=str(home))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["installation", "None"]
+
+
+def test_driver_java_options_add_the_log4j2_file_and_keep_the_users_options_last():
+    from sparkals.config import SparkSettings
+    from sparkals.session import LOG4J2_FILE, driver_java_options
+
+    mine = "-XX:+UseSerialGC -Dfoo=1"
+    options = driver_java_options(SparkSettings(master="local[2]", conf={"spark.driver.extraJavaOptions": mine}))
+    assert options.startswith(f"-Dlog4j2.configurationFile=file:{LOG4J2_FILE}") and options.endswith(mine)
+    assert Path(LOG4J2_FILE).is_file()
+    own = "-Dlog4j2.configurationFile=file:/etc/mine.properties"
+    assert driver_java_options(SparkSettings(master="yarn", conf={"spark.driver.extraJavaOptions": own})) == own

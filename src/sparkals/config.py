@@ -23,13 +23,12 @@ from sparkals.vocabulary import (
 
 __all__ = [
     "ALSSettings", "Config", "ConfigError", "EvaluateSettings", "GateSettings", "IngestSettings", "InputColumns",
-    "InputSettings", "OutputSettings", "RatingsSettings", "RecommendSettings", "SparkSettings", "TuneSettings",
-    "LockSettings", "RetentionSettings",
-    "load_config", "parse_override", "read_toml",
+    "InputSettings", "LockSettings", "OutputSettings", "RatingsSettings", "RecommendSettings", "RetentionSettings",
+    "SparkSettings", "TrackingSettings", "TuneSettings", "load_config", "parse_override", "read_toml",
 ]
 
 # Sections about running, not computing: they do not enter the fingerprint.
-OPERATIONAL = ("lock", "retention")
+OPERATIONAL = ("lock", "retention", "tracking")
 
 # Storage levels ALS may keep its blocks at (Spark's names; the intermediate level cannot be NONE).
 STORAGE_LEVELS = ("MEMORY_AND_DISK", "MEMORY_ONLY", "MEMORY_AND_DISK_SER", "MEMORY_ONLY_SER", "DISK_ONLY")
@@ -193,6 +192,12 @@ class RetentionSettings:
 
 
 @dataclass
+class TrackingSettings:
+    mlflow_uri: str = ""
+    experiment: str = "sparkals"
+
+
+@dataclass
 class Config:
     spark: SparkSettings = field(default_factory=SparkSettings)
     input: InputSettings = field(default_factory=InputSettings)
@@ -206,6 +211,7 @@ class Config:
     gate: GateSettings = field(default_factory=GateSettings)
     lock: LockSettings = field(default_factory=LockSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
     def validate(self) -> "Config":
         """Reject values that would only fail later, deep inside a Spark job."""
@@ -308,6 +314,8 @@ class Config:
             raise ConfigError("gate.max_drop must be between 0 and 1")
         if self.gate.min_lift < 0:
             raise ConfigError("gate.min_lift must not be negative (0.05: beat the best baseline by 5 %)")
+        if self.tracking.mlflow_uri and not self.tracking.experiment:
+            raise ConfigError("tracking.experiment must name the MLflow experiment the nights are logged to")
 
     def _validate_tune(self) -> None:
         tune = self.tune

@@ -137,6 +137,8 @@ def evaluate_holdout(
     model serves, so they say nothing about the model; the report counts them (`cold_test_users`).
     """
     fitted = fit_model(holdout.train, ratings, als, as_of, excluded)
+    log.info("evaluate: ALS trained on %s training ratings in %.1f s; listing and measuring %s",
+             f"{fitted.ratings:,}", fitted.train_seconds, ", ".join(["als", *BASELINES] if with_baselines else ["als"]))
     all_truth, seen = relevance(holdout, settings)
     truth = all_truth.join(fitted.users.select(USER_ID), USER_ID, "left_semi").cache()
     seen = seen.cache()

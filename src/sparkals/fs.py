@@ -10,7 +10,7 @@ from typing import Any
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
-__all__ = ["create_new", "delete", "exists", "glob_has_files", "list_names", "modified_at", "read_json", "read_text",
+__all__ = ["check_writable", "create_new", "delete", "exists", "glob_has_files", "list_names", "modified_at", "read_json", "read_text",
            "rename", "size", "write_json", "write_text"]
 
 # A createFile() option of recent Hadoop (3.5.0, the client pyspark 4.3 ships, has it): the write lands at close() only if nothing is at the path, one
@@ -173,3 +173,32 @@ def write_json(spark: SparkSession, path: str, payload: Any) -> None:
 
 def read_json(spark: SparkSession, path: str) -> Any:
     return json.loads(read_text(spark, path))
+
+
+def check_writable(spark: SparkSession, folder: str) -> None:
+    """Create `folder` when missing, then write and delete a small probe file in it: an OSError
+    with the file system's own reason (read-only, permission denied, no space left) when that
+    fails, before anything else was written there."""
+    fs, hpath = _path(spark, folder)
+    _, probe = _path(spark, f"{folder}/_write_probe-{uuid.uuid4().hex[:8]}")
+    try:
+        if not fs.mkdirs(hpath):
+            raise OSError(f"could not create the folder {folder}")
+        stream = fs.create(probe, False)
+        try:
+            stream.write(bytearray(b"sparkals write probe\n"))
+        finally:
+            stream.close()
+    except Py4JJavaError as err:
+        _try_delete(fs, probe)
+        raise OSError(err.java_exception.toString()) from err
+    fs.delete(probe, False)
+
+
+def _try_delete(fs: Any, path: Any) -> None:
+    """Remove what a failed probe may have left (an empty file on a full disk); where nothing can
+    be removed either (a read-only location), there is nothing left to remove."""
+    try:
+        fs.delete(path, False)
+    except Py4JJavaError:
+        return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import glob
 import importlib.util
 import logging
@@ -17,10 +18,15 @@ from sparkals.config import SparkSettings
 if TYPE_CHECKING:  # pyspark is imported only after use_spark_home() had its chance
     from pyspark.sql import SparkSession
 
-__all__ = ["JavaMissingError", "SparkHomeError", "build_session", "java_major_version", "require_java",
-           "spark_home_to_use", "use_spark_home"]
+__all__ = ["JavaMissingError", "SparkHomeError", "build_session", "driver_java_options", "java_major_version",
+           "missing_native_blas", "require_java", "spark_home_to_use", "starts_jvm", "use_spark_home"]
 
 log = logging.getLogger(__name__)
+
+# The driver's log4j2 set-up (console to stderr, WARN, and the loggers whose warnings no user can
+# act on, each with the reason): given to driver JVMs this process starts.
+LOG4J2_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "log4j2.properties")
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 class SparkHomeError(RuntimeError):
@@ -111,13 +117,50 @@ def require_java(minimum: int = 17) -> None:
         raise JavaMissingError(f"Java {minimum}+ is required by Spark, found Java {found}; set JAVA_HOME.")
 
 
+def starts_jvm() -> bool:
+    """True when the next getOrCreate launches the driver JVM from this process: no JVM yet, and
+    not under spark-submit (which started one and passes its port). Only then do driver JVM options
+    and environment take effect."""
+    from pyspark import SparkContext
+
+    return "PYSPARK_GATEWAY_PORT" not in os.environ and SparkContext._gateway is None
+
+
+def missing_native_blas() -> list[str]:
+    """The native libraries MLlib's netlib would try (`blas`, `lapack`) that this machine lacks."""
+    return [name for name in ("blas", "lapack") if ctypes.util.find_library(name) is None]
+
+
+def driver_java_options(settings: SparkSettings) -> str:
+    """`spark.driver.extraJavaOptions` for a driver JVM this process starts: the user's own
+    (`[spark.conf]`) last, so that theirs win, after
+    - sparkals' log4j2 file (log4j2.properties beside this module), unless the user names one;
+    - on a local master, no attempt to load native BLAS or LAPACK the machine does not have: the
+      attempt prints "netlib-blas: JNI_OnLoad: dlopen(libblas.so.3) failed" from native code (no
+      logger can quieten it) and MLlib then uses its Java BLAS, as it does with this option.
+      Installing libblas3/libopenblas0 and liblapack3 makes it use the native ones instead.
+    """
+    own = settings.conf.get(DRIVER_JAVA_OPTIONS, "")
+    options = []
+    if "log4j2.configurationFile" not in own and os.path.isfile(LOG4J2_FILE):
+        options.append(f"-Dlog4j2.configurationFile=file:{LOG4J2_FILE}")
+    if settings.master.startswith("local"):
+        options += [f"-Ddev.ludovic.netlib.{name}.allowNative=false" for name in missing_native_blas()]
+    return " ".join([*options, own]).strip()
+
+
 def build_session(settings: SparkSettings) -> SparkSession:
     """Create (or reuse) the session; under spark-submit an empty master leaves the choice to it."""
     from pyspark.sql import SparkSession
 
+    launching = starts_jvm()
     if settings.master.startswith("local"):
         # Local Python workers (the scorer's mapInArrow) must see the driver's packages (this virtualenv).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        if launching:
+            # Everything runs on this machine: bind to loopback instead of letting Spark warn
+            # "Your hostname ... resolves to a loopback address" and pick an interface itself.
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.appName(settings.app_name)
     if settings.master:
         builder = builder.master(settings.master)
@@ -129,7 +172,13 @@ def build_session(settings: SparkSettings) -> SparkSession:
     )
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
+    if launching:
+        builder = builder.config(DRIVER_JAVA_OPTIONS, driver_java_options(settings))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.log_level)
-    log.info("spark %s session ready (master %s)", spark.version, spark.sparkContext.master)
+    blas = ""
+    if settings.master.startswith("local") and missing_native_blas():
+        blas = (f"; MLlib uses its Java BLAS: no native {' or '.join(missing_native_blas())} library here "
+                "(OpenBLAS trained 1.5x faster at rank 64: README, Performance)")
+    log.info("spark %s session ready (master %s%s)", spark.version, spark.sparkContext.master, blas)
     return spark

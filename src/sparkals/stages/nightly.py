@@ -17,12 +17,13 @@ import pyspark
 from pyspark.sql import SparkSession
 
 import sparkals
-from sparkals import fs
+from sparkals import fs, tracking
 from sparkals.config import Config
+from sparkals.errors import PipelineError
 from sparkals.paths import Paths
 from sparkals.stages import aggregate, clean, gate, ingest, recommend, train
 
-__all__ = ["NightlyResult", "STAGES", "revision", "run"]
+__all__ = ["NightlyResult", "STAGES", "require_writable_root", "revision", "run"]
 
 STAGES = {"ingest": ingest.run, "aggregate": aggregate.run, "train": train.run, "gate": gate.run,
           "recommend": recommend.run}
@@ -53,9 +54,23 @@ def revision() -> str:
     return (found.stdout.strip() if found.returncode == 0 else "") or package
 
 
+def require_writable_root(spark: SparkSession, paths: Paths) -> None:
+    """Fail before touching anything when output.root cannot be written (a read-only mount, no
+    permission, a full disk): otherwise the first stage would fail half-way with a Java trace."""
+    try:
+        fs.check_writable(spark, paths.root)
+    except OSError as err:
+        raise PipelineError(
+            f"output.root {paths.root} cannot be written ({err}); nothing was changed. Make it writable "
+            "(permissions, a read-only mount, free space) or set output.root to another location."
+        ) from err
+
+
 def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> NightlyResult:
     """ingest → aggregate → train → gate → recommend, and the run record."""
     paths = Paths(cfg.output.root)
+    require_writable_root(spark, paths)
+    tracker = tracking.open_tracker(cfg.tracking)  # before any work: a missing extra or store fails now
     started = time.perf_counter()
     record: dict[str, Any] = {
         "run_date": str(run_date), "config_fingerprint": cfg.fingerprint(), "revision": revision(),
@@ -79,5 +94,7 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> NightlyResult:
             "events": paths.events, "ratings": paths.ratings(run_date), "recommendations": paths.recommendations(run_date),
             "models": paths.models, "report": paths.reports(run_date),
         }
+        if tracker is not None:
+            record["tracking"] = tracking.track_night(tracker, spark, cfg, record)
         fs.write_json(spark, paths.run_summary(run_date), record)
     return NightlyResult(run_date=str(run_date), status=record["status"], seconds=record["seconds"], **results)

@@ -6,6 +6,8 @@ model has no factors for (new since it was trained) are folded in from tonight's
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -21,13 +23,15 @@ from sparkals.ratings import exclusion_list
 from sparkals.recommend import (
     recommend_top_n, seen_pairs, similar_items_top_n, users_to_score, with_model_version,
 )
-from sparkals.score import ALS_SOURCE, FALLBACK_SOURCE, FOLD_IN_SOURCE
+from sparkals.score import ALS_SOURCE, FALLBACK_SOURCE, FOLD_IN_SOURCE, block_rows
 from sparkals.stages.common import model_version, read_events, read_exclusion_file, read_indexes, timed
 from sparkals.stages.gate import serving_model
 from sparkals.stages.serving import ServingModel, load_serving_model
 from sparkals.vocabulary import ITEM_ID, MODEL_VERSION, RANK, SOURCE, USER_ID
 
 __all__ = ["NO_MODEL", "RecommendResult", "build_recommendations", "counts_by_source", "run"]
+
+log = logging.getLogger(__name__)
 
 NO_MODEL = "none"  # model_version of rows served when no model passed the quality gate
 
@@ -100,10 +104,19 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> RecommendResult:
     excluded = exclusion_list(spark, cfg.ratings, read_exclusion_file(spark, cfg))
 
     target = paths.recommendations(run_date)
+    # Progress for a long scoring: what is scored how, then how many users it took how long.
+    n_items = items.count()
+    log.info("recommend: scoring with %s against %s items, blocks of up to %s users",
+             f"model {version}" if serving else "the fallback only", f"{n_items:,}",
+             f"{block_rows(n_items, cfg.recommend.block_size, cfg.recommend.block_memory_mb):,}")
+    started = time.perf_counter()
     recs = build_recommendations(serving, events, ratings, users, items, excluded, cfg.recommend, run_date).persist()
     try:
         counts = counts_by_source(recs)
         rows = counts.pop("rows")
+        log.info("recommend: scored %s users (%s by ALS, %s folded in, %s fallback) in %.1f s; publishing",
+                 f"{counts['users_scored']:,}", f"{counts['users_als']:,}", f"{counts['users_fold_in']:,}",
+                 f"{counts['users_fallback']:,}", time.perf_counter() - started)
         rows = publish_parquet(
             recs, target, paths.staging, expected_rows=rows,
             marker={"run_date": str(run_date), "model_version": version, **counts},
