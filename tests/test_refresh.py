@@ -76,6 +76,18 @@ def test_refresh_rescores_active_users_folds_in_new_ones_and_keeps_the_rest(spar
     assert latest["run_date"] == str(LATER) and latest["refreshed_from"].endswith(f"run_date={NIGHT}")
     assert json.loads((out / "runs" / f"run_date={LATER}" / "refresh.json").read_text())["rows"] == refreshed.count()
 
+    # A model that does not match the indexes (here: its metadata says another rank) stops the next
+    # refresh before it writes anything.
+    (metadata_path,) = list((out / "models").glob("*/metadata.json"))
+    metadata = json.loads(metadata_path.read_text())
+    metadata_path.write_text(json.dumps({**metadata, "parameters": {**metadata["parameters"], "rank": 99}}))
+    (metadata_path.parent / ".metadata.json.crc").unlink(missing_ok=True)  # Hadoop's checksum of the old text
+    capsys.readouterr()
+    tomorrow = LATER + dt.timedelta(days=1)
+    assert cli.main(["refresh", "--run-date", str(tomorrow), *_settings(log, str(out))]) == 1
+    assert "does not match the index tables" in capsys.readouterr().err
+    assert not (out / "ratings" / f"run_date={tomorrow}").exists() and not (out / "runs" / f"run_date={tomorrow}").exists()
+
 
 def test_refresh_without_a_serving_model_says_to_run_the_nightly(spark, tmp_path, capsys):
     code = cli.main(["refresh", "--run-date", "2026-10-01", *_settings(str(tmp_path / "log"), str(tmp_path / "out"))])

@@ -25,7 +25,7 @@ from sparkals.publish import is_complete, publish_parquet, recover, update_lates
 from sparkals.ratings import exclusion_list
 from sparkals.recommend import RECOMMENDATION_COLUMNS
 from sparkals.stages import aggregate, ingest
-from sparkals.stages.common import read_events, read_exclusion_file, read_indexes, timed
+from sparkals.stages.common import previous_index_date, read_events, read_exclusion_file, read_indexes, timed
 from sparkals.stages.gate import serving_model
 from sparkals.stages.recommend import build_recommendations, counts_by_source
 from sparkals.stages.serving import load_serving_model
@@ -79,6 +79,11 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> RefreshResult:
             "refresh scores with the serving model and no model serves yet (models/_CURRENT.json): "
             "run `sparkals nightly` first; refresh never trains"
         )
+    # The model must fit the newest indexes before anything is written: tonight's only extend them.
+    newest = previous_index_date(spark, paths, run_date + dt.timedelta(days=1))
+    if newest is None:
+        raise PipelineError(f"no indexes under {paths.indexes}: run `sparkals nightly` first")
+    load_serving_model(spark, paths, version, *read_indexes(spark, paths, newest), fold_in=False)
     ingested = ingest.run(spark, cfg, run_date)
     aggregated = aggregate.run(spark, cfg, run_date)
     users, items = read_indexes(spark, paths, run_date)
