@@ -156,4 +156,4 @@ def test_an_output_root_no_run_can_write_to_is_a_clear_error(spark, tmp_path, ca
     (tmp_path / "a-file").write_text("not a folder")
     code = cli.main(["train", "--run-date", "2026-11-22", "--set", f"output.root={tmp_path / 'a-file' / 'out'}"])
     err = capsys.readouterr().err
-    assert code == 1 and "could not create the run lock" in err and "output.root must be a location" in err
+    assert code == 1 and "cannot be written" in err and "the run lock" in err and "nothing was changed" in err

@@ -1,7 +1,7 @@
 """The errors a user can act on: the CLI prints them without a stack trace and exits with the
 error's `exit_status`."""
 
-__all__ = ["EmptyHoldoutError", "LockError", "PipelineError", "SparkalsError"]
+__all__ = ["EmptyHoldoutError", "LockError", "PipelineError", "SparkalsError", "unwritable_root"]
 
 
 class SparkalsError(Exception):
@@ -23,3 +23,12 @@ class LockError(SparkalsError):
     Its own exit status, so that a scheduler can tell "busy, try later" from a failure."""
 
     exit_status = 5
+
+
+def unwritable_root(root: str, reason: str) -> PipelineError:
+    """The one message for an output root that refuses writes (read-only, no permission, full),
+    whichever write found out first: the run lock or the nightly's probe."""
+    return PipelineError(
+        f"output.root {root} cannot be written ({reason}); nothing was changed. Make it writable "
+        "(permissions, a read-only mount, free space) or set output.root to another location."
+    )

@@ -63,13 +63,21 @@ def create_new(spark: SparkSession, path: str, text: str) -> bool:
         target = fs.pathToFile(hpath)
         target.getParentFile().mkdirs()
         nio = jvm.java.nio.file
-        options = spark.sparkContext._gateway.new_array(nio.OpenOption, 2)
-        options[0], options[1] = nio.StandardOpenOption.CREATE_NEW, nio.StandardOpenOption.WRITE
+        attributes = spark.sparkContext._gateway.new_array(nio.attribute.FileAttribute, 0)
         try:
-            nio.Files.write(target.toPath(), data, options)
+            nio.Files.createFile(target.toPath(), attributes)  # the exclusive create: ours from here on
         except Py4JJavaError as err:
             if "FileAlreadyExistsException" in str(err.java_exception):
                 return False
+            raise
+        options = spark.sparkContext._gateway.new_array(nio.OpenOption, 1)
+        options[0] = nio.StandardOpenOption.WRITE
+        try:
+            nio.Files.write(target.toPath(), data, options)
+        except Py4JJavaError:
+            # A full disk lets the create through and fails the write: remove our empty file, or it
+            # would read as another run's lock.
+            nio.Files.deleteIfExists(target.toPath())
             raise
         # A checksum file left by an earlier file of this name (removed by hand) would not match.
         nio.Files.deleteIfExists(jvm.java.io.File(target.getParentFile(), f".{target.getName()}.crc").toPath())

@@ -26,7 +26,7 @@ from pyspark.sql import SparkSession
 
 from sparkals import fs
 from sparkals.config import LockSettings
-from sparkals.errors import LockError, PipelineError
+from sparkals.errors import LockError, unwritable_root
 
 __all__ = ["LockInfo", "RunLock", "age_seconds"]
 
@@ -146,10 +146,8 @@ class RunLock:
             # A store that refuses a conditional create with an error of its own: the lock is there.
             if fs.exists(self.spark, self.path):
                 return False
-            raise PipelineError(
-                f"could not create the run lock {self.path}: {str(err.java_exception).splitlines()[0]}; "
-                "output.root must be a location this run can write to. Nothing was written"
-            ) from err
+            reason = str(err.java_exception).splitlines()[0]
+            raise unwritable_root(self.path.rsplit("/", 1)[0], f"the run lock {self.path}: {reason}") from err
 
     def _holder(self) -> tuple[LockInfo | None, float | None]:
         """(the lock's content or None when unreadable, its heartbeat's age in seconds or None when

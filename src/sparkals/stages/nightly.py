@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 import sparkals
 from sparkals import fs, tracking
 from sparkals.config import Config
-from sparkals.errors import PipelineError
+from sparkals.errors import unwritable_root
 from sparkals.paths import Paths
 from sparkals.stages import aggregate, clean, gate, ingest, recommend, train
 
@@ -60,10 +60,7 @@ def require_writable_root(spark: SparkSession, paths: Paths) -> None:
     try:
         fs.check_writable(spark, paths.root)
     except OSError as err:
-        raise PipelineError(
-            f"output.root {paths.root} cannot be written ({err}); nothing was changed. Make it writable "
-            "(permissions, a read-only mount, free space) or set output.root to another location."
-        ) from err
+        raise unwritable_root(paths.root, str(err)) from err
 
 
 def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> NightlyResult:
