@@ -12,6 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from sparkals import fs
+from sparkals.ann import AnnParams
 from sparkals.config import Config, RecommendSettings
 from sparkals.errors import PipelineError
 from sparkals.paths import Paths
@@ -26,7 +27,7 @@ from sparkals.stages.common import model_version, read_events, read_exclusion_fi
 from sparkals.stages.gate import serving_model
 from sparkals.vocabulary import ITEM_ID, MODEL_VERSION, RANK, SOURCE, USER_ID
 
-__all__ = ["NO_MODEL", "RecommendResult", "build_recommendations", "run"]
+__all__ = ["NO_MODEL", "RecommendResult", "ann_params", "build_recommendations", "run"]
 
 NO_MODEL = "none"  # model_version of rows served when no model passed the quality gate
 
@@ -43,6 +44,14 @@ class RecommendResult:
     seconds: float = 0.0
 
 
+def ann_params(settings: RecommendSettings) -> AnnParams:
+    """The approximate index's settings (recommend.ann_*)."""
+    return AnnParams(
+        ef_search=settings.ann_ef, m=settings.ann_m, ef_construction=settings.ann_ef_construction,
+        max_extra=settings.ann_max_extra, min_items=settings.ann_min_items,
+    )
+
+
 def build_recommendations(
     model: ALSModel | None, events: DataFrame, ratings: DataFrame, users: DataFrame, items: DataFrame,
     excluded: DataFrame | None, settings: RecommendSettings, run_date: dt.date, version: str,
@@ -56,6 +65,7 @@ def build_recommendations(
         seen=seen_pairs(events, settings.filter_events, run_date, settings.filter_lookback_days),
         excluded=excluded, fallback=fallback,
         block_size=settings.block_size, memory_mb=settings.block_memory_mb,
+        method=settings.method, ann=ann_params(settings),
     )
     return with_model_version(recs, version).repartition(USER_ID).sortWithinPartitions(USER_ID, RANK)
 
@@ -106,7 +116,8 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> RecommendResult:
     similar_rows = None
     if cfg.recommend.similar_items and model is not None:
         similar = similar_items_top_n(
-            model, items, cfg.recommend.similar_top_n, cfg.recommend.block_size, cfg.recommend.block_memory_mb
+            model, items, cfg.recommend.similar_top_n, cfg.recommend.block_size, cfg.recommend.block_memory_mb,
+            method=cfg.recommend.method, ann=ann_params(cfg.recommend),
         ).withColumn(MODEL_VERSION, F.lit(version))
         similar_rows = publish_parquet(
             similar.repartition(ITEM_ID).sortWithinPartitions(ITEM_ID, RANK), paths.similar_items(run_date),
