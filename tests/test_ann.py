@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from sparkals.ann import AnnParams, AnnUnavailableError, choose_method, load_index, require_faiss, ship_index
-from sparkals.score import ItemMatrix, index_items, item_matrix, score_all, score_block, score_block_ann
+from sparkals.score import ItemMatrix, index_items, item_matrix, score_all, score_block, score_block_ann, similar_items
 
 
 def _catalogue(rng, n_items=300, rank=8, excluded=(3, 7, 11)):
@@ -38,9 +38,10 @@ def _ranked(frame):
 
 def test_ann_at_full_search_width_equals_exact_through_spark(spark):
     rng = np.random.default_rng(5)
+    factors = spark.createDataFrame([(int(i), [float(x) for x in rng.normal(size=6)]) for i in range(0, 600, 2)],
+                                    "id int, features array<float>")
     items = item_matrix(
-        spark.createDataFrame([(int(i), [float(x) for x in rng.normal(size=6)]) for i in range(0, 600, 2)],
-                              "id int, features array<float>"),
+        factors,
         fallback=spark.createDataFrame([(i, float(i % 17)) for i in range(0, 600, 2)], "item_idx int, score double"),
         excluded=spark.createDataFrame([(4,), (40,), (400,)], "item_idx int"),
     )
@@ -57,6 +58,11 @@ def test_ann_at_full_search_width_equals_exact_through_spark(spark):
     assert got[["key", "rank", "item_idx", "source"]].equals(expected[["key", "rank", "item_idx", "source"]])
     np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-5, atol=1e-5)
     assert set(got["source"]) == {"als", "fallback"}
+
+    key = ["item_idx", "rank"]
+    similar = [similar_items(factors, 4, method=method, ann=wide).toPandas().sort_values(key).reset_index(drop=True)
+               for method in ("exact", "ann")]
+    assert similar[1][key + ["similar_item_idx"]].equals(similar[0][key + ["similar_item_idx"]])
 
 
 def test_seen_and_excluded_items_never_come_back_and_short_users_get_the_exact_list(spark):
@@ -87,7 +93,7 @@ def test_seen_and_excluded_items_never_come_back_and_short_users_get_the_exact_l
 
 def test_recommendations_keep_their_columns_and_sources_with_ann(spark):
     from sparkals.config import ALSSettings
-    from sparkals.recommend import recommend_top_n, similar_items_top_n
+    from sparkals.recommend import recommend_top_n
     from sparkals.train import train_als
 
     rng = np.random.default_rng(11)
@@ -109,13 +115,6 @@ def test_recommendations_keep_their_columns_and_sources_with_ann(spark):
     got, expected = (f.toPandas().sort_values(["user_id", "rank"]).reset_index(drop=True) for f in (approx, exact))
     assert got[cols].equals(expected[cols])
     assert set(got.loc[got.user_id == "newcomer", "source"]) == {"fallback"}
-
-    similar_exact = similar_items_top_n(model, items, 4)
-    similar_approx = similar_items_top_n(model, items, 4, method="ann", ann=wide)
-    assert similar_approx.schema == similar_exact.schema
-    key = ["item_id", "rank"]
-    assert similar_approx.toPandas().sort_values(key).reset_index(drop=True)[key + ["similar_item_id"]].equals(
-        similar_exact.toPandas().sort_values(key).reset_index(drop=True)[key + ["similar_item_id"]])
 
 
 def test_the_index_is_loaded_once_per_worker_and_broadcast(spark):

@@ -49,7 +49,7 @@ class AnnParams:
     m: int = 16
     ef_construction: int = 40
     max_extra: int = 256
-    min_items: int = 100_000
+    min_items: int = 50_000
 
 
 @dataclass(frozen=True)

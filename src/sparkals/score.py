@@ -10,6 +10,8 @@ items and anti-joins, which sorts far more candidates than it keeps (see scripts
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -32,6 +34,8 @@ __all__ = [
 
 ALS_SOURCE = "als"
 FALLBACK_SOURCE = "fallback"
+
+log = logging.getLogger("sparkals.score")
 
 
 @dataclass(frozen=True)
@@ -265,7 +269,11 @@ def score_all(
     params = ann or AnnParams()
     shared_index = None
     if choose_method(method, len(items.ids), params) == "ann":
-        shared_index = ship_index(spark.sparkContext, index_items(items, params))
+        started = time.perf_counter()
+        serialized = index_items(items, params)
+        log.info("approximate index over %d items built in %.1f s (%.0f MiB)",
+                 len(serialized.positions), time.perf_counter() - started, serialized.nbytes / 2**20)
+        shared_index = ship_index(spark.sparkContext, serialized)
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         matrix: ItemMatrix = shared.value
