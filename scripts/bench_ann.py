@@ -266,6 +266,7 @@ def main() -> None:
     parser.add_argument("--ef", type=int, default=AnnParams().ef_search, help="search width of the Spark runs")
     parser.add_argument("--m", type=int, default=AnnParams().m)
     parser.add_argument("--ef-construction", type=int, default=AnnParams().ef_construction)
+    parser.add_argument("--build-threads", type=int, default=AnnParams().build_threads)
     parser.add_argument("--library-sample", type=int, default=1000, help="users of the recall curve")
     parser.add_argument("--exact-samples", default="1000,10000", help="users of the two exact runs at full size")
     parser.add_argument("--break-even-items", default="10000,30000,100000")
@@ -280,12 +281,13 @@ def main() -> None:
     workdir = Path(args.workdir).resolve()
     data = generate(args.users, args.items, args.rank, seed=16)
     write_inputs(data, workdir)
-    params = AnnParams(ef_search=args.ef, m=args.m, ef_construction=args.ef_construction)
+    params = AnnParams(ef_search=args.ef, m=args.m, ef_construction=args.ef_construction,
+                       build_threads=args.build_threads)
     results: dict[str, Any] = {
         "measured_at": dt.datetime.now().strftime("%Y-%m-%dT%H:%M"),
         "spec": {"users": args.users, "items": args.items, "rank": args.rank, "top_n": TOP_N,
                  "ann": {"ef_search": params.ef_search, "m": params.m, "ef_construction": params.ef_construction,
-                         "max_extra": params.max_extra},
+                         "max_extra": params.max_extra, "build_threads": params.build_threads},
                  "seen_pairs": int(sum(len(s) for s in data["seen"]))},
     }
     if args.only in (None, "libraries"):

@@ -124,6 +124,12 @@ def test_the_index_is_loaded_once_per_worker_and_broadcast(spark):
     assert load_index(shared).index.ntotal == 50 - len(items.excluded)  # excluded items are not in the graph
 
 
+def test_one_build_thread_gives_the_same_index_for_the_same_factors():
+    items = _catalogue(np.random.default_rng(4), n_items=3000)
+    first, second = (index_items(items, AnnParams(ef_construction=16, build_threads=1)) for _ in range(2))
+    assert np.array_equal(first.data, second.data) and np.array_equal(first.positions, second.positions)
+
+
 def test_auto_uses_the_index_from_the_break_even_on():
     params = AnnParams(min_items=1000)
     assert choose_method("auto", 999, params) == "exact"

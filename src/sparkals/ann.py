@@ -10,6 +10,7 @@ it is imported when an index is built or loaded, never at import time.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -43,13 +44,16 @@ class AnnParams:
     `ef_search`: candidates kept while walking the graph (wider: better recall, slower);
     `m`, `ef_construction`: links per item and build-time width (the graph's quality and size);
     `max_extra`: at most this many candidates beyond N asked for a user's seen items;
-    `min_items`: the catalogue size from which `auto` uses the index."""
+    `min_items`: the catalogue size from which `auto` uses the index;
+    `build_threads`: the driver's threads building the graph (0: all its cores; 1: the same graph
+    on every rerun, several threads link items in an order that depends on their timing)."""
 
-    ef_search: int = 128
+    ef_search: int = 160
     m: int = 16
-    ef_construction: int = 40
+    ef_construction: int = 20
     max_extra: int = 256
     min_items: int = 50_000
+    build_threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,12 +116,18 @@ def choose_method(method: str, items: int, params: AnnParams) -> str:
 
 
 def build_index(factors: np.ndarray, positions: np.ndarray, params: AnnParams) -> SerializedIndex:
-    """An HNSW graph over `factors[positions]` by inner product, serialized for a broadcast."""
+    """An HNSW graph over `factors[positions]` by inner product, serialized for a broadcast, built
+    with `params.build_threads` threads (0: all cores)."""
     faiss = require_faiss()
     vectors = np.ascontiguousarray(factors[positions], dtype=np.float32)
     index = faiss.IndexHNSWFlat(int(factors.shape[1]), params.m, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = params.ef_construction
-    index.add(vectors)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(params.build_threads or os.cpu_count() or 1)
+    try:
+        index.add(vectors)
+    finally:
+        faiss.omp_set_num_threads(threads)
     return SerializedIndex(data=faiss.serialize_index(index), positions=np.asarray(positions, dtype=np.int64))
 
 
@@ -145,6 +155,7 @@ def load_index(shipped: ShippedIndex) -> AnnIndex:
     found = _LOADED.get(shipped.token)
     if found is None:
         faiss = require_faiss()
+        faiss.omp_set_num_threads(1)  # a Spark task has one core: no thread pool of its own
         serialized: SerializedIndex = shipped.shared.value
         _LOADED.clear()  # a new night's index replaces the last one
         found = _LOADED[shipped.token] = AnnIndex(faiss.deserialize_index(serialized.data), serialized.positions)

@@ -138,10 +138,11 @@ class RecommendSettings:
     similar_top_n: int = 10
     method: str = "auto"
     ann_min_items: int = 50_000
-    ann_ef: int = 128
+    ann_ef: int = 160
     ann_m: int = 16
-    ann_ef_construction: int = 40
+    ann_ef_construction: int = 20
     ann_max_extra: int = 256
+    ann_build_threads: int = 0
 
 
 @dataclass
@@ -235,8 +236,10 @@ class Config:
         for name in ("ann_ef", "ann_m", "ann_ef_construction"):
             if getattr(self.recommend, name) < 1:
                 raise ConfigError(f"recommend.{name} must be at least 1")
-        if self.recommend.ann_min_items < 0 or self.recommend.ann_max_extra < 0:
-            raise ConfigError("recommend.ann_min_items and recommend.ann_max_extra must not be negative")
+        if min(self.recommend.ann_min_items, self.recommend.ann_max_extra, self.recommend.ann_build_threads) < 0:
+            raise ConfigError(
+                "recommend.ann_min_items, recommend.ann_max_extra and recommend.ann_build_threads must not be negative"
+            )
         if not self.ratings.weights:
             raise ConfigError("ratings.weights must name at least one event type")
         if self.ratings.confidence not in CONFIDENCE_TRANSFORMS:

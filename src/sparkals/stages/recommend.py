@@ -48,7 +48,7 @@ def ann_params(settings: RecommendSettings) -> AnnParams:
     """The approximate index's settings (recommend.ann_*)."""
     return AnnParams(
         ef_search=settings.ann_ef, m=settings.ann_m, ef_construction=settings.ann_ef_construction,
-        max_extra=settings.ann_max_extra, min_items=settings.ann_min_items,
+        max_extra=settings.ann_max_extra, min_items=settings.ann_min_items, build_threads=settings.ann_build_threads,
     )
 
 
