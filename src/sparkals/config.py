@@ -18,7 +18,8 @@ from typing import Any, Iterable, Mapping
 
 from sparkals.errors import SparkalsError
 from sparkals.vocabulary import (
-    CONFIDENCE_TRANSFORMS, INPUT_FORMATS, METRIC_NAMES, SPLIT_METHODS, TIMED_SPLITS, UNKNOWN_EVENT_RULES,
+    CONFIDENCE_TRANSFORMS, INPUT_FORMATS, METRIC_NAMES, SCORING_METHODS, SPLIT_METHODS, TIMED_SPLITS,
+    UNKNOWN_EVENT_RULES,
 )
 
 __all__ = [
@@ -139,6 +140,13 @@ class RecommendSettings:
     block_memory_mb: int = 256
     similar_items: bool = False
     similar_top_n: int = 10
+    method: str = "auto"
+    ann_min_items: int = 50_000
+    ann_ef: int = 160
+    ann_m: int = 16
+    ann_ef_construction: int = 20
+    ann_max_extra: int = 256
+    ann_build_threads: int = 0
 
 
 @dataclass
@@ -249,6 +257,15 @@ class Config:
                 raise ConfigError(f"recommend.{name} must be at least 1")
         if self.recommend.filter_lookback_days < 0 or self.recommend.active_days < 0:
             raise ConfigError("recommend.filter_lookback_days and recommend.active_days must not be negative")
+        if self.recommend.method not in SCORING_METHODS:
+            raise ConfigError(f"recommend.method must be {_one_of(SCORING_METHODS)}, not {self.recommend.method!r}")
+        for name in ("ann_ef", "ann_m", "ann_ef_construction"):
+            if getattr(self.recommend, name) < 1:
+                raise ConfigError(f"recommend.{name} must be at least 1")
+        if min(self.recommend.ann_min_items, self.recommend.ann_max_extra, self.recommend.ann_build_threads) < 0:
+            raise ConfigError(
+                "recommend.ann_min_items, recommend.ann_max_extra and recommend.ann_build_threads must not be negative"
+            )
         if not self.ratings.weights:
             raise ConfigError("ratings.weights must name at least one event type")
         if self.ratings.confidence not in CONFIDENCE_TRANSFORMS:

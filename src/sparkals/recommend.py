@@ -15,6 +15,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from sparkals.fold_in import FoldInParams
+from sparkals.ann import AnnParams
 from sparkals.popularity import since_day
 from sparkals.score import item_matrix, score_all, similar_items
 from sparkals.vocabulary import (
@@ -109,6 +110,8 @@ def recommend_top_n(
     fold_in: FoldInParams | None = None,
     block_size: int = 1024,
     memory_mb: int = 256,
+    method: str = "exact",
+    ann: AnnParams | None = None,
 ) -> DataFrame:
     """The top `n` items for every `audience` user (`user_id`): `user_id`, `rank`, `item_id`,
     `score`, `source`.
@@ -122,9 +125,12 @@ def recommend_top_n(
       gate), every user is served the fallback;
     - `ratings` (`user_idx`, `item_idx`, `rating`, as ALS takes them) with `fold_in` (the model's
       alpha and reg_param): a user without factors but with ratings on items the model knows is
-      folded in (fold_in.py) and scored like the others (`source` "fold_in").
-    Seen and excluded items are masked before the top-N is taken, so users still get `n` items
-    when the catalogue allows.
+      folded in (fold_in.py) and scored like the others (`source` "fold_in");
+    - `method`: "exact", "ann" (candidates from an approximate index, `ann` its settings) or
+      "auto" (the index from `ann.min_items` items on); see score.score_all.
+    Seen and excluded items are masked before the top-N is taken (with "ann": dropped from a wider
+    candidate list, the exact path for users left short), so users still get `n` items when the
+    catalogue allows.
     """
     require_columns(audience, [USER_ID], "recommend_top_n (audience)")
     require_columns(users, [USER_ID, USER_IDX], "recommend_top_n (user index)")
@@ -140,7 +146,8 @@ def recommend_top_n(
     masks = seen_arrays(seen, items) if seen is not None else None
     history = ratings if folding is not None else None
     scored = score_all(
-        _scoring_input(audience, users, user_factors, masks, history), matrix, n, block_size, memory_mb, key=USER_ID
+        _scoring_input(audience, users, user_factors, masks, history), matrix, n, block_size, memory_mb, key=USER_ID,
+        method=method if model is not None else "exact", ann=ann,
     )
     return scored.join(items, ITEM_IDX).select(
         USER_ID, RANK, ITEM_ID, F.col(SCORE).cast("double").alias(SCORE), SOURCE
@@ -175,11 +182,12 @@ def with_model_version(recs: DataFrame, model_version: str) -> DataFrame:
 
 
 def similar_items_top_n(
-    model: ALSModel, items: DataFrame, n: int, block_size: int = 1024, memory_mb: int = 256
+    model: ALSModel, items: DataFrame, n: int, block_size: int = 1024, memory_mb: int = 256,
+    method: str = "exact", ann: AnnParams | None = None,
 ) -> DataFrame:
     """Item-to-item top-N by cosine similarity of the item factors, in the original ids:
     `item_id`, `rank`, `similar_item_id`, `score`."""
-    similar = similar_items(model.itemFactors, n, block_size, memory_mb)
+    similar = similar_items(model.itemFactors, n, block_size, memory_mb, method=method, ann=ann)
     others = items.select(F.col(ITEM_ID).alias("similar_item_id"), F.col(ITEM_IDX).alias("similar_item_idx"))
     return similar.join(items, ITEM_IDX).join(others, "similar_item_idx").select(
         ITEM_ID, RANK, "similar_item_id", SCORE

@@ -11,6 +11,8 @@ items and anti-joins, which sorts far more candidates than it keeps (see scripts
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -21,17 +23,22 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from sparkals.ann import (
+    AnnIndex, AnnParams, SerializedIndex, build_index, choose_method, load_index, search, ship_index,
+)
 from sparkals.fold_in import FoldIn, FoldInParams, fold_in
 from sparkals.vocabulary import FEATURES, HISTORY, ITEM_IDX, RANK, RATING, SCORE, SEEN, SOURCE
 
 __all__ = [
-    "ALS_SOURCE", "FALLBACK_SOURCE", "FOLD_IN_SOURCE", "ItemMatrix", "block_rows", "item_matrix", "score_all", "score_block",
-    "similar_items", "top_n",
+    "ALS_SOURCE", "FALLBACK_SOURCE", "FOLD_IN_SOURCE", "ItemMatrix", "block_rows", "index_items", "item_matrix",
+    "score_all", "score_block", "score_block_ann", "similar_items", "top_n",
 ]
 
 ALS_SOURCE = "als"
 FALLBACK_SOURCE = "fallback"
 FOLD_IN_SOURCE = "fold_in"
+
+log = logging.getLogger("sparkals.score")
 
 
 @dataclass(frozen=True)
@@ -202,24 +209,118 @@ def block_rows(items: int, block_size: int, memory_mb: int) -> int:
     return max(1, min(block_size, budget))
 
 
+def index_items(items: ItemMatrix, params: AnnParams) -> SerializedIndex:
+    """The approximate index over every item a user may get (excluded items are left out of the
+    graph, so the index never returns them): built once, on the driver."""
+    allowed = np.ones(len(items.ids), dtype=bool)
+    if items.excluded is not None:
+        allowed[items.excluded] = False
+    return build_index(items.factors, np.flatnonzero(allowed), params)
+
+
+def _ann_candidates(users: np.ndarray, extra: np.ndarray, index: AnnIndex, n: int, ef_search: int) -> np.ndarray:
+    """ItemMatrix rows of each user's n + extra best candidates (-1 padded to the widest): users
+    are searched in groups of equal width (extra rounded up to a power of two), not all at the widest."""
+    widths = n + np.where(extra > 0, 2 ** np.ceil(np.log2(np.maximum(extra, 1))).astype(np.int64), 0)
+    widths = np.minimum(widths, np.maximum(len(index.positions), 1))
+    found = np.full((len(users), int(widths.max(initial=n))), -1, dtype=np.int64)
+    for width in np.unique(widths):
+        group = np.flatnonzero(widths == width)
+        found[group, :width] = search(index, users[group], int(width), ef_search)
+    return found
+
+
+def score_block_ann(
+    block: pa.RecordBatch, items: ItemMatrix, index: AnnIndex, n: int, key: str, params: AnnParams, exact_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """One block of users to their top-N rows by the approximate index, with the same columns as
+    `score_block`.
+
+    Each user with factors asks the index for N + the number of their seen items it holds (at most
+    `params.max_extra` more), drops the seen ones and keeps the best N, rescored exactly. Users the
+    filter leaves short of N (when the catalogue has N for them) and users without factors go
+    through `score_block`, the exact path, `exact_rows` at a time."""
+    has_factors = block.column(FEATURES).is_valid().to_numpy(zero_copy_only=False)
+    approx = np.flatnonzero(has_factors)
+    exact = np.flatnonzero(~has_factors)
+    if len(approx):
+        chosen = block.take(pa.array(approx))
+        users = pc.list_flatten(chosen.column(FEATURES)).to_numpy().astype(np.float32).reshape(-1, items.rank)
+        seen = chosen.column(SEEN)
+        lengths = pc.fill_null(pc.list_value_length(seen), 0).to_numpy()
+        in_index = np.zeros(len(items.ids), dtype=bool)
+        in_index[index.positions] = True
+        seen_rows = np.repeat(np.arange(len(approx)), lengths)
+        seen_cols = items.positions(pc.list_flatten(seen).to_numpy())
+        held = seen_cols >= 0
+        held[held] = in_index[seen_cols[held]]
+        seen_codes = np.unique(seen_rows[held].astype(np.int64) * len(items.ids) + seen_cols[held])
+        seen_held = np.bincount(seen_codes // max(len(items.ids), 1), minlength=len(approx))
+
+        found = _ann_candidates(users, np.minimum(seen_held, params.max_extra), index, n, params.ef_search)
+        found.sort(axis=1)  # item order within a row, so equal scores rank the lower index first
+        codes = np.arange(len(approx))[:, None] * len(items.ids) + found
+        usable = (found >= 0) & ~np.isin(codes, seen_codes)
+        vectors = items.factors[np.maximum(found, 0)]
+        scores = np.einsum("ur,ukr->uk", users, vectors).astype(np.float32, copy=False)
+        scores[~usable] = -np.inf
+        row_of, col_of, rank = top_n(scores, n)
+
+        available = len(index.positions) - seen_held
+        short = np.bincount(row_of, minlength=len(approx)) < np.minimum(n, available)
+        keep = ~short[row_of]
+        row_of, col_of, rank = row_of[keep], col_of[keep], rank[keep]
+        yield pa.RecordBatch.from_arrays(
+            [
+                chosen.column(key).take(pa.array(row_of)),
+                pa.array(rank, type=pa.int32()),
+                pa.array(items.ids[found[row_of, col_of]], type=pa.int32()),
+                pa.array(scores[row_of, col_of], type=pa.float32()),
+                pa.array(np.full(len(row_of), ALS_SOURCE), type=pa.string()),
+            ],
+            names=[key, RANK, ITEM_IDX, SCORE, SOURCE],
+        )
+        exact = np.sort(np.concatenate([exact, approx[short]]))
+    if len(exact):
+        rest = block.take(pa.array(exact))
+        for start in range(0, rest.num_rows, exact_rows):
+            yield score_block(rest.slice(start, exact_rows), items, n, key)
+
+
 def score_all(
-    users: DataFrame, items: ItemMatrix, n: int, block_size: int = 4096, memory_mb: int = 256, key: str = "key"
+    users: DataFrame, items: ItemMatrix, n: int, block_size: int = 4096, memory_mb: int = 256, key: str = "key",
+    method: str = "exact", ann: AnnParams | None = None,
 ) -> DataFrame:
     """Top-N for every row of `users` (`key`, `features` array<float> or null, `seen` array<int>
     or null, and optionally `history` array<struct<item_idx, rating>>): `key`, `rank`, `item_idx`,
     `score`, `source` (`als`; `fold_in` for null features solved from `history` when `items` has
     fold-in; else `fallback`).
 
-    Exact: the same lists (up to ties) as scoring every item and sorting, with seen and excluded
-    items never returned.
+    `method` "exact": the same lists (up to ties) as scoring every item and sorting; "ann": the
+    candidates come from an approximate index (ann.py), built here once and broadcast; "auto":
+    the index from `ann.min_items` items on. Either way seen and excluded items are never returned.
     """
     spark: SparkSession = users.sparkSession
     shared = spark.sparkContext.broadcast(items)
     per_block = block_rows(len(items.ids), block_size, memory_mb)
     key_type = users.schema[key].dataType
+    params = ann or AnnParams()
+    shared_index = None
+    if choose_method(method, len(items.ids), params) == "ann":
+        started = time.perf_counter()
+        serialized = index_items(items, params)
+        log.info("approximate index over %d items built in %.1f s (%.0f MiB)",
+                 len(serialized.positions), time.perf_counter() - started, serialized.nbytes / 2**20)
+        shared_index = ship_index(spark.sparkContext, serialized)
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         matrix: ItemMatrix = shared.value
+        if shared_index is not None:
+            index = load_index(shared_index)
+            for batch in batches:
+                for start in range(0, batch.num_rows, block_size):
+                    yield from score_block_ann(batch.slice(start, block_size), matrix, index, n, key, params, per_block)
+            return
         for batch in batches:
             for start in range(0, batch.num_rows, per_block):
                 yield score_block(batch.slice(start, per_block), matrix, n, key)
@@ -237,12 +338,16 @@ def score_all(
     return users.select(*columns).mapInArrow(run, schema)
 
 
-def similar_items(item_factors: DataFrame, n: int, block_size: int = 4096, memory_mb: int = 256) -> DataFrame:
+def similar_items(
+    item_factors: DataFrame, n: int, block_size: int = 4096, memory_mb: int = 256,
+    method: str = "exact", ann: AnnParams | None = None,
+) -> DataFrame:
     """Item-to-item top-N by cosine similarity of ALS item factors: `item_idx`, `rank`,
     `similar_item_idx`, `score`.
 
-    The same blocked scorer with unit-length factors on both sides and each item masked from
-    its own list.
+    The same scorer (and `method`) with unit-length factors on both sides and each item masked
+    from its own list; the approximate index is then built over the unit-length factors (cosine
+    and inner product rank items differently, so it cannot be the users' index).
     """
     matrix = item_matrix(item_factors, normalise=True)
     squares = F.aggregate(FEATURES, F.lit(0.0), lambda total, x: total + x * x)
@@ -251,7 +356,7 @@ def similar_items(item_factors: DataFrame, n: int, block_size: int = 4096, memor
         F.transform(FEATURES, lambda x: x / F.greatest(F.sqrt(squares), F.lit(1e-12))).alias(FEATURES),
         F.array(F.col("id").cast("int")).alias(SEEN),
     )
-    scored = score_all(queries, matrix, n, block_size, memory_mb, key="key")
+    scored = score_all(queries, matrix, n, block_size, memory_mb, key="key", method=method, ann=ann)
     return scored.select(
         F.col("key").alias(ITEM_IDX), RANK, F.col(ITEM_IDX).alias("similar_item_idx"),
         F.col(SCORE).cast("double").alias(SCORE),

@@ -13,6 +13,7 @@ __all__ = [
     "USER_ID", "ITEM_ID", "USER_IDX", "ITEM_IDX", "RATING", "EVENT", "TS", "EVENT_DATE", "QUANTITY",
     "TRANSACTION_ID", "RANK", "SCORE", "SOURCE", "MODEL_VERSION", "SEEN", "FEATURES", "HISTORY",
     "CONFIDENCE_TRANSFORMS", "METRIC_NAMES", "INPUT_FORMATS", "SPLIT_METHODS", "TIMED_SPLITS", "UNKNOWN_EVENT_RULES",
+    "SCORING_METHODS",
     "MissingColumnError", "require_columns",
 ]
 
@@ -46,6 +47,8 @@ INPUT_FORMATS = ("csv", "json", "parquet")
 SPLIT_METHODS = ("time", "leave_last_n", "random")
 TIMED_SPLITS = ("time", "leave_last_n")  # the splits that need event times
 UNKNOWN_EVENT_RULES = ("quarantine", "drop")
+# Top-N scoring: every item, an approximate index (faiss), or the index from a catalogue size on.
+SCORING_METHODS = ("exact", "ann", "auto")
 
 
 class MissingColumnError(ValueError):
