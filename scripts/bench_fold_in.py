@@ -30,7 +30,7 @@ from pyspark.sql import DataFrame  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from _bench_common import local_session, machine  # noqa: E402
-from bench_real import DATA_SETS, REPO, _config  # noqa: E402
+from bench_real import DATA_SETS, REPO, _config, data_set  # noqa: E402
 from sparkals.config import Config, load_config  # noqa: E402
 from sparkals.evaluate import fit_model  # noqa: E402
 from sparkals.fold_in import FoldInParams  # noqa: E402
@@ -80,8 +80,7 @@ def _lists(model: Any, audience: DataFrame, users: DataFrame, items: DataFrame, 
     return recommend_top_n(model, audience, users, items, K, seen=seen, **options).select(USER_ID, ITEM_ID, "rank")
 
 
-def new_user_quality(cfg: Config, events: DataFrame, split: dict[str, DataFrame], as_of: dt.date,
-                     refresh_day: dt.date) -> dict[str, Any]:
+def new_user_quality(cfg: Config, split: dict[str, DataFrame], as_of: dt.date, refresh_day: dt.date) -> dict[str, Any]:
     """NDCG / hit rate @K of fold-in, the popular fallback and a retrained model for the new users."""
     fitted = fit_model(split["train"], cfg.ratings, cfg.als, as_of)
     known_ratings = build_ratings(split["known"], cfg.ratings, refresh_day).cache()
@@ -114,15 +113,10 @@ def new_user_quality(cfg: Config, events: DataFrame, split: dict[str, DataFrame]
 
 
 def quality(spark: Any, name: str, work: Path) -> dict[str, Any]:
-    spec = DATA_SETS[name]
+    spec = data_set(spark, name, DATA_SETS[name], work)
+    if spec is None:
+        return {"skipped": f"{DATA_SETS[name]['path']} is not there (set SPARKALS_DATA)"}
     run_date = dt.date.fromisoformat(spec["run_date"])
-    if name == "generated":
-        spec = {**spec, "path": work / "generated-log"}
-        if not (spec["path"] / "_SUCCESS").exists():
-            demo = GeneratorSpec(users=20_000, items=3_000, events=500_000, start=dt.date(2026, 7, 1), days=120)
-            generate.run(spark, demo, str(spec["path"]))
-    elif not Path(spec["path"]).exists():
-        return {"skipped": f"{spec['path']} is not there (set SPARKALS_DATA)"}
     cfg = _config(spec, work, name, [])
     ingest.run(spark, cfg, run_date)
     spark.sparkContext.setCheckpointDir(str(work / "checkpoints"))
@@ -136,7 +130,7 @@ def quality(spark: Any, name: str, work: Path) -> dict[str, Any]:
         split, as_of, refresh_day = _random_split(events), run_date, run_date
         protocol = "random: a fifth of the users left out of training; half of each one's items history, half truth"
     started = time.perf_counter()
-    result = {"protocol": protocol, **new_user_quality(cfg, events, split, as_of, refresh_day),
+    result = {"protocol": protocol, **new_user_quality(cfg, split, as_of, refresh_day),
               "seconds": round(time.perf_counter() - started, 1)}
     events.unpersist()
     print(json.dumps({name: result}, indent=2), flush=True)

@@ -121,15 +121,23 @@ def _implicit(spark: Any, cfg: Config, run_date: dt.date) -> dict[str, Any]:
                            "iterations": cfg.als.max_iter}}
 
 
-def bench(spark: Any, name: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
-    run_date = dt.date.fromisoformat(spec["run_date"])
+def data_set(spark: Any, name: str, spec: dict[str, Any], work: Path) -> dict[str, Any] | None:
+    """`spec` with the path of its log: the demo's log generated into `work` once, a real one as
+    found; None when a real log is not there."""
     if name == "generated":
         spec = {**spec, "path": work / "generated-log"}
         if not (spec["path"] / "_SUCCESS").exists():
             demo = GeneratorSpec(users=20_000, items=3_000, events=500_000, start=dt.date(2026, 7, 1), days=120)
             generate.run(spark, demo, str(spec["path"]))
-    elif not Path(spec["path"]).exists():
+    return spec if Path(spec["path"]).exists() else None
+
+
+def bench(spark: Any, name: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
+    run_date = dt.date.fromisoformat(spec["run_date"])
+    found = data_set(spark, name, spec, work)
+    if found is None:
         return {"skipped": f"{spec['path']} is not there (set SPARKALS_DATA)"}
+    spec = found
     current = _config(spec, work, name, [])
     counts = ingest.run(spark, current, run_date)
     result: dict[str, Any] = {"input": str(spec["path"]), "rows_read": counts.rows_read, "accepted": counts.accepted,
