@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sparkals.config import RecommendSettings
 from sparkals.errors import SparkalsError
 from sparkals.vocabulary import SCORING_METHODS
 
@@ -48,12 +49,22 @@ class AnnParams:
     `build_threads`: the driver's threads building the graph (0: all its cores; 1: the same graph
     on every rerun, several threads link items in an order that depends on their timing)."""
 
-    ef_search: int = 160
-    m: int = 16
-    ef_construction: int = 20
-    max_extra: int = 256
-    min_items: int = 50_000
-    build_threads: int = 0
+    # The defaults are the config's (RecommendSettings, the one source of truth).
+    ef_search: int = RecommendSettings.ann_ef
+    m: int = RecommendSettings.ann_m
+    ef_construction: int = RecommendSettings.ann_ef_construction
+    max_extra: int = RecommendSettings.ann_max_extra
+    min_items: int = RecommendSettings.ann_min_items
+    build_threads: int = RecommendSettings.ann_build_threads
+
+    @classmethod
+    def from_settings(cls, settings: RecommendSettings) -> "AnnParams":
+        """The index's settings as configured (recommend.ann_*)."""
+        return cls(
+            ef_search=settings.ann_ef, m=settings.ann_m, ef_construction=settings.ann_ef_construction,
+            max_extra=settings.ann_max_extra, min_items=settings.ann_min_items,
+            build_threads=settings.ann_build_threads,
+        )
 
 
 @dataclass(frozen=True)

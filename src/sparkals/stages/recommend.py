@@ -30,7 +30,7 @@ from sparkals.stages.gate import serving_model
 from sparkals.stages.serving import ServingModel, load_serving_model
 from sparkals.vocabulary import ITEM_ID, MODEL_VERSION, RANK, SOURCE, USER_ID
 
-__all__ = ["NO_MODEL", "RecommendResult", "ann_params", "build_recommendations", "counts_by_source", "run"]
+__all__ = ["NO_MODEL", "RecommendResult", "build_recommendations", "counts_by_source", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,6 @@ class RecommendResult:
     users_fold_in: int = 0
     similar_items_rows: int | None = None
     seconds: float = 0.0
-
-
-def ann_params(settings: RecommendSettings) -> AnnParams:
-    """The approximate index's settings (recommend.ann_*)."""
-    return AnnParams(
-        ef_search=settings.ann_ef, m=settings.ann_m, ef_construction=settings.ann_ef_construction,
-        max_extra=settings.ann_max_extra, min_items=settings.ann_min_items, build_threads=settings.ann_build_threads,
-    )
 
 
 def build_recommendations(
@@ -76,7 +68,7 @@ def build_recommendations(
         excluded=excluded, fallback=fallback,
         ratings=ratings if serving and serving.fold_in else None, fold_in=serving.fold_in if serving else None,
         block_size=settings.block_size, memory_mb=settings.block_memory_mb,
-        method=settings.method, ann=ann_params(settings),
+        method=settings.method, ann=AnnParams.from_settings(settings),
     )
     version = serving.version if serving else NO_MODEL
     return with_model_version(recs, version).repartition(USER_ID).sortWithinPartitions(USER_ID, RANK)
@@ -137,7 +129,7 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> RecommendResult:
     if cfg.recommend.similar_items and serving is not None:
         similar = similar_items_top_n(
             serving.model, items, cfg.recommend.similar_top_n, cfg.recommend.block_size, cfg.recommend.block_memory_mb,
-            method=cfg.recommend.method, ann=ann_params(cfg.recommend),
+            method=cfg.recommend.method, ann=AnnParams.from_settings(cfg.recommend),
         ).withColumn(MODEL_VERSION, F.lit(version))
         similar_rows = publish_parquet(
             similar.repartition(ITEM_ID).sortWithinPartitions(ITEM_ID, RANK), paths.similar_items(run_date),
