@@ -151,6 +151,12 @@ def _folded_in(history: pa.Array, rows: np.ndarray, items: ItemMatrix) -> tuple[
     return fold_in(items.factors, lengths, positions, ratings, items.fold_in)
 
 
+def _seen_cells(seen: pa.Array, items: ItemMatrix) -> tuple[np.ndarray, np.ndarray]:
+    """(row in the block, ItemMatrix row or -1 for an item the matrix lacks) of every seen item."""
+    lengths = pc.fill_null(pc.list_value_length(seen), 0).to_numpy()
+    return np.repeat(np.arange(len(seen)), lengths), items.positions(pc.list_flatten(seen).to_numpy())
+
+
 def _scores(block: pa.RecordBatch, items: ItemMatrix) -> tuple[np.ndarray, np.ndarray]:
     """The block's (users x items) scores and each user's `source`: ALS factors when the user has
     them, else fold-in factors when the user's history allows, else the fallback ranking."""
@@ -179,17 +185,12 @@ def _scores(block: pa.RecordBatch, items: ItemMatrix) -> tuple[np.ndarray, np.nd
 def score_block(block: pa.RecordBatch, items: ItemMatrix, n: int, key: str) -> pa.RecordBatch:
     """One block of users (`key`, `features` or null, `seen` item indexes, optionally `history`
     for fold-in) to their top-N rows."""
-    rows = block.num_rows
     scores, source = _scores(block, items)
     if items.excluded is not None and len(items.excluded):
         scores[:, items.excluded] = -np.inf
-    seen = block.column(SEEN)
-    lengths = pc.fill_null(pc.list_value_length(seen), 0).to_numpy()
-    if lengths.sum():
-        seen_rows = np.repeat(np.arange(rows), lengths)
-        seen_cols = items.positions(pc.list_flatten(seen).to_numpy())
-        known = seen_cols >= 0
-        scores[seen_rows[known], seen_cols[known]] = -np.inf
+    seen_rows, seen_cols = _seen_cells(block.column(SEEN), items)
+    known = seen_cols >= 0
+    scores[seen_rows[known], seen_cols[known]] = -np.inf
     row_of, col_of, rank = top_n(scores, n)
     return pa.RecordBatch.from_arrays(
         [
@@ -246,12 +247,9 @@ def score_block_ann(
     if len(approx):
         chosen = block.take(pa.array(approx))
         users = pc.list_flatten(chosen.column(FEATURES)).to_numpy().astype(np.float32).reshape(-1, items.rank)
-        seen = chosen.column(SEEN)
-        lengths = pc.fill_null(pc.list_value_length(seen), 0).to_numpy()
         in_index = np.zeros(len(items.ids), dtype=bool)
         in_index[index.positions] = True
-        seen_rows = np.repeat(np.arange(len(approx)), lengths)
-        seen_cols = items.positions(pc.list_flatten(seen).to_numpy())
+        seen_rows, seen_cols = _seen_cells(chosen.column(SEEN), items)
         held = seen_cols >= 0
         held[held] = in_index[seen_cols[held]]
         seen_codes = np.unique(seen_rows[held].astype(np.int64) * len(items.ids) + seen_cols[held])
