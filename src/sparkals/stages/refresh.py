@@ -79,17 +79,17 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> RefreshResult:
             "refresh scores with the serving model and no model serves yet (models/_CURRENT.json): "
             "run `sparkals nightly` first; refresh never trains"
         )
-    # The model must fit the newest indexes before anything is written: tonight's only extend them.
+    # The model must fit the newest indexes before anything is written; tonight's only extend them,
+    # so it fits those too.
     newest = previous_index_date(spark, paths, run_date + dt.timedelta(days=1))
     if newest is None:
         raise PipelineError(f"no indexes under {paths.indexes}: run `sparkals nightly` first")
-    load_serving_model(spark, paths, version, *read_indexes(spark, paths, newest), fold_in=False)
+    serving = load_serving_model(spark, paths, version, *read_indexes(spark, paths, newest), cfg.recommend.fold_in)
+    if serving.run_date is None:
+        raise PipelineError(f"the metadata of {version} has no run_date: cannot tell which users are new since it")
     ingested = ingest.run(spark, cfg, run_date)
     aggregated = aggregate.run(spark, cfg, run_date)
     users, items = read_indexes(spark, paths, run_date)
-    serving = load_serving_model(spark, paths, version, users, items, cfg.recommend.fold_in)
-    if serving.run_date is None:
-        raise PipelineError(f"the metadata of {version} has no run_date: cannot tell which users are new since it")
     recover(spark, paths.staging)
     events = read_events(spark, paths, run_date)
     ratings = spark.read.parquet(paths.ratings(run_date))
