@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,6 +35,8 @@ TOP_N = 5
 # Safety nets for a hung cluster, not performance checks: the whole module takes about 2 minutes.
 STARTUP_LIMIT_S = 120
 SUBMIT_LIMIT_S = 600
+# A frozen executor is let go after this long when it holds no task, and another is tried.
+FREEZE_RETRY_S = 0.05
 FAST_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
@@ -292,16 +295,11 @@ def test_nightly_on_a_standalone_cluster(undisturbed, spark):
     assert summary["recommend"]["users_scored"] == users
 
 
-def _get(url: str) -> list | dict:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.load(response)
-
-
-def _executor_pids(cluster: Cluster, executor_id: str) -> list[int]:
-    """The JVM of this cluster's executor `executor_id`: a CoarseGrainedExecutorBackend process
-    started in one of our workers' work folders (other people's Spark on this machine is never
-    touched), found by scanning /proc."""
-    found = []
+def _executors(cluster: Cluster) -> dict[int, Path]:
+    """This cluster's executor JVMs (CoarseGrainedExecutorBackend processes started in one of our
+    workers' work folders: other people's Spark on this machine is never touched), pid to the
+    executor's folder, where its stderr log is. Found by scanning /proc."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -311,54 +309,59 @@ def _executor_pids(cluster: Cluster, executor_id: str) -> list[int]:
         except OSError:  # gone meanwhile, or not ours to read
             continue
         if (b"org.apache.spark.executor.CoarseGrainedExecutorBackend" in argv
-                and argv[argv.index(b"--executor-id") + 1].decode() == executor_id
                 and any(work in cwd.parents for work in cluster.work_dirs)):
-            found.append(int(entry.name))
+            found[int(entry.name)] = cwd
     return found
+
+
+TASK_LINE = re.compile(r"Executor: (Running|Finished) task .*\(TID (\d+)\)")
+
+
+def _unfinished_tasks(executor_log: Path) -> set[str]:
+    """Task ids the executor's log says it started and has not finished. The executor logs
+    `Finished task` before it sends the result, so the driver has no result of these."""
+    running: set[str] = set()
+    for state, tid in TASK_LINE.findall(executor_log.read_text(errors="replace") if executor_log.exists() else ""):
+        (running.add if state == "Running" else running.discard)(tid)
+    return running
 
 
 @dataclass(frozen=True)
 class Kill:
     phase: str
-    stage: str
     executor: str
     pid: int
+    tasks: tuple[str, ...]
 
 
-def _kill_an_executor_during(
-    cluster: Cluster, submission: Submission, driver: str, phase: str, begun: str, ended: str, stage_name: str,
-) -> Kill:
-    """Once the driver has logged `begun` (and not yet `ended`), wait for an active stage whose name
-    contains `stage_name` and that has tasks running, then SIGKILL the JVM of an executor running
-    one of its tasks: the loss lands in the middle of that phase's work."""
+def _kill_an_executor_during(cluster: Cluster, submission: Submission, phase: str, begun: str, ended: str) -> Kill:
+    """Once the driver has logged `begun`, SIGKILL an executor JVM while it runs a task of that phase.
+
+    A phase on test-sized data lasts seconds, made of tasks of milliseconds, so asking the driver
+    which executor runs a task and killing it then misses now and then. Instead the executors are
+    frozen (SIGSTOP) in turn: a frozen executor's own log says whether it holds a task it has not
+    finished; if so it is killed, else it is let go (SIGCONT) and the next one is tried."""
     deadline = time.monotonic() + SUBMIT_LIMIT_S
-    ready = False
     while time.monotonic() < deadline:
         if submission.proc.poll() is not None:
             pytest.fail(f"the night ended before the {phase} kill\n{submission.output()[-3000:]}")
         said = submission.output()
         if ended in said:
             pytest.fail(f"{phase} ended before an executor could be killed during it\n{said[-3000:]}")
-        if not ready:
-            # The UI's first REST answer takes seconds (it starts its web services then): ask early.
+        if begun not in said:
+            time.sleep(0.1)
+            continue
+        for pid, folder in _executors(cluster).items():
             try:
-                ready = bool(_get(f"{driver}/applications"))
-            except (urllib.error.URLError, OSError, ValueError):
-                ready = False  # not up yet
-        elif begun in said:
-            try:
-                (app,) = _get(f"{driver}/applications")
-                stages = _get(f"{driver}/applications/{app['id']}/stages?status=active")
-                executors = _get(f"{driver}/applications/{app['id']}/executors")
-            except (urllib.error.URLError, OSError, ValueError):
-                stages, executors = [], []  # the driver's UI is not up yet, or busy: ask again
-            running = [s for s in stages if s["numActiveTasks"] > 0 and stage_name in s["name"]]
-            busy = [e["id"] for e in executors if e["id"] != "driver" and e["activeTasks"] > 0]
-            pids = _executor_pids(cluster, busy[0]) if running and busy else []
-            if pids:
-                os.kill(pids[0], signal.SIGKILL)
-                return Kill(phase, running[0]["name"], busy[0], pids[0])
-        time.sleep(0.1)
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                continue
+            tasks = _unfinished_tasks(folder / "stderr")
+            if tasks:
+                os.kill(pid, signal.SIGKILL)
+                return Kill(phase, folder.name, pid, tuple(sorted(tasks)))
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(FREEZE_RETRY_S)
     pytest.fail(f"no {phase} work to interrupt in {SUBMIT_LIMIT_S}s")
 
 
@@ -374,9 +377,9 @@ def test_a_night_survives_losing_an_executor_in_training_and_in_scoring(cluster,
     cached blocks died with the executor) on the other, and the standalone worker starts a new one.
 
     How the moment is found: the driver logs `train: started` / `recommend: scoring with` when the
-    phase begins and `train: done` / `recommend: scored` when it ends; in between, the driver's REST
-    API (its UI, on for this run) says which stage has tasks running on which executor, and /proc
-    which process that executor is.
+    phase begins and `train: done` / `recommend: scored` when it ends; in between, the executor JVMs
+    (found in /proc) are frozen in turn until one is caught holding a task it has not finished
+    (its own log says so), and that one is killed.
 
     The recommendations equal the undisturbed night's, scores to the bit. Why they may: ALS's
     random start is seeded per block, so a recomputed block starts where it did; lost partitions
@@ -385,18 +388,16 @@ def test_a_night_survives_losing_an_executor_in_training_and_in_scoring(cluster,
     order; the sums are in double precision (a difference near 1e-16) and the factors are kept as
     float (resolution 6e-8), so the factors only change when a value lies that close to a float
     rounding boundary. Checked: equal in every run so far."""
-    port = _free_port()
-    driver = f"http://127.0.0.1:{port}/api/v1"
     out = tmp_path / "out"
     # gate.enabled=false: the gate's holdout evaluation would train a second ALS that this test does
     # not need (the undisturbed night's gate promoted the same model, so the same model scores).
     args = [*_nightly_args(undisturbed.events, out), "--set", "gate.enabled=false"]
-    submission = _start_submit(cluster, args, tmp_path, conf=("spark.ui.enabled=true", f"spark.ui.port={port}"))
+    submission = _start_submit(cluster, args, tmp_path)
     try:
         kills = [
-            _kill_an_executor_during(cluster, submission, driver, "training", "train: started", "train: done", ""),
-            _kill_an_executor_during(cluster, submission, driver, "scoring", "recommend: scoring with",
-                                     "recommend: scored", "stages/recommend.py"),
+            _kill_an_executor_during(cluster, submission, "training", "train: started", "train: done"),
+            _kill_an_executor_during(cluster, submission, "scoring", "recommend: scoring with",
+                                     "recommend: scored"),
         ]
     except BaseException:
         _stop_group(submission.proc)
@@ -405,7 +406,9 @@ def test_a_night_survives_losing_an_executor_in_training_and_in_scoring(cluster,
     said = stdout + stderr
     for kill in kills:
         assert f"Lost executor {kill.executor} " in said, (kill, said[-3000:])
-        assert f"ExecutorLostFailure (executor {kill.executor} exited" in said, kill  # a running task was lost
+        about = "\n".join(line for line in said.splitlines() if f"executor {kill.executor}" in line.lower())
+        assert f"ExecutorLostFailure (executor {kill.executor} exited" in said, (kill, about)  # a running task was lost
+        assert any(f"(TID {tid}) " in line for line in about.splitlines() for tid in kill.tasks), (kill, about)
     summary = json.loads((out / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text())
     assert summary["status"] == "succeeded", summary
     got, expected = _recommendations(spark, out), _recommendations(spark, undisturbed.out)
