@@ -1,8 +1,10 @@
-"""Benchmarks, on one machine in one run: writes BENCHMARKS.md and a JSON of the raw figures.
+"""Benchmarks, on one machine in one run: writes bench_report.md and a JSON of the raw figures.
 
-1. The nightly pipeline on generated logs of growing size (default 1M, 4M, 16M events; and the
-   real data under $SPARKALS_DATA, default ../shared/data, when present): seconds per stage,
-   peak driver JVM heap, and the growth ratio between sizes.
+1. The nightly pipeline on generated logs of growing size (default 100k, 1M, 4M, 16M events):
+   seconds per stage, peak driver JVM heap, the growth ratio between sizes, and beside it the
+   single-machine path (scripts/single_machine.py: pandas + implicit, the `bench` extra) on the
+   same log and settings, with the ratios: night without the gate / single machine, and what the
+   gate adds to the night.
 2. ALS training alone, Spark against `implicit` (the `bench` extra) on the same ratings, rank,
    iterations and regularisation: seconds per iteration and the ratio.
 3. Scoring every user with seen items filtered: the blocked scorer, Spark's native
@@ -34,6 +36,7 @@ from pyspark.sql import SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 import bench_scoring  # noqa: E402
+import single_machine  # noqa: E402
 from _bench_common import local_session, machine, timed  # noqa: E402
 from sparkals.stages import generate, nightly  # noqa: E402
 from sparkals.config import ALSSettings, load_config  # noqa: E402
@@ -84,6 +87,27 @@ def bench_pipeline(spark: SparkSession, log: str, root: Path, repeats: int, over
         figures[key] = {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
                         "max": round(max(values), 2), "runs": [round(v, 2) for v in values]}
     return figures
+
+
+def bench_single_machine(log: str, out: Path, repeats: int, rank: int) -> dict[str, Any]:
+    """scripts/single_machine.py on the same log `repeats` times: per-step medians."""
+    runs = [single_machine.run(log, str(out / f"single{n}"), rank=rank) for n in range(repeats)]
+    figures: dict[str, Any] = {key: runs[0][key] for key in ("ratings", "users", "items")}
+    for key in ("total", "read", "aggregate", "fit", "recommend", "write"):
+        values = [r[key] for r in runs]
+        figures[key] = {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
+                        "max": round(max(values), 2)}
+    return figures
+
+
+def ratios(night: dict[str, Any], single: dict[str, Any] | None) -> dict[str, float]:
+    """The night without its gate against the single-machine path, and the gate's share of the night."""
+    total, gate = night["total"]["median"], night["gate"]["median"]
+    found = {"gate_overhead": round(gate / max(total - gate, 1e-9), 3)}
+    if single:
+        found["night_without_gate_over_single_machine"] = round((total - gate) / single["total"]["median"], 2)
+        found["night_over_single_machine"] = round(total / single["total"]["median"], 2)
+    return found
 
 
 def als_flops_per_iteration(nnz: int, users: int, items: int, rank: int) -> float:
@@ -191,15 +215,18 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines = ["# Benchmarks", "", f"Measured {results['measured_at']} by `scripts/bench.py` "
              "(medians of several runs, min-max in brackets).", "", "## Machine", "", "```json",
              json.dumps(results["machine"], indent=2), "```", "", "## Nightly pipeline", "",
-             "| events | ratings | users | items | total s | ingest | aggregate | train | gate | recommend | peak heap MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| events | ratings | users | items | total s | ingest | aggregate | train | gate | recommend | peak heap MiB "
+             "| single machine s | night without gate / single | gate adds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for size, fig in results["pipeline"].items():
+        single, ratio = fig.get("single_machine"), fig.get("ratios", {})
         lines.append(
             f"| {size} | {fig['ratings']:,} | {fig['users']:,} | {fig['items']:,} | "
             f"{fig['total']['median']} [{fig['total']['min']}-{fig['total']['max']}] | {fig['ingest']['median']} | "
             f"{fig['aggregate']['median']} | {fig['train']['median']} | {fig['gate']['median']} | "
-            f"{fig['recommend']['median']} | "
-            f"{fig['peak_heap_mb']['median']} |")
+            f"{fig['recommend']['median']} | {fig['peak_heap_mb']['median']} | "
+            f"{single['total']['median'] if single else 'n/a'} | "
+            f"{ratio.get('night_without_gate_over_single_machine', 'n/a')}x | {ratio.get('gate_overhead', 0):.0%} |")
     for pair, ratio in results.get("growth", {}).items():
         lines.append(f"\nGrowth {pair}: events x{ratio['events']:.0f}, total time x{ratio['total']:.2f}")
     lines += ["", "## ALS training: Spark vs implicit", "", "```json", json.dumps(results.get("training", {}), indent=2),
@@ -211,13 +238,13 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="1000000,4000000,16000000")
+    parser.add_argument("--sizes", default="100000,1000000,4000000,16000000")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rank", type=int, default=32)
     parser.add_argument("--training-size", type=int, default=0, help="events of the log ALS and scoring are timed on "
                         "(default: the largest size)")
     parser.add_argument("--workdir", default=".bench")
-    parser.add_argument("--out", default=str(REPO), help="folder for BENCHMARKS.md and benchmarks.json")
+    parser.add_argument("--out", default=str(REPO), help="folder for bench_report.md and benchmarks.json")
     parser.add_argument("--only", choices=["all", "pipeline", "training"], default="all",
                         help="pipeline: only the nightly runs; training: only ALS Spark vs implicit, on the ratings of "
                              "an earlier run (e.g. before/after installing a native BLAS)")
@@ -247,7 +274,15 @@ def main() -> None:
             generate.run(spark, spec_for(size), str(log))
         print(f"nightly on {size:,} events", flush=True)
         repeats = 1 if size >= args.big else args.repeats
-        results["pipeline"][f"{size:,}"] = bench_pipeline(spark, str(log), work / f"out-{size}", repeats, overrides)
+        night = bench_pipeline(spark, str(log), work / f"out-{size}", repeats, overrides)
+        try:
+            night["single_machine"] = bench_single_machine(str(log), work / f"out-{size}", repeats, args.rank)
+        except SystemExit as missing:  # the bench extra is not installed
+            night["single_machine"] = None
+            print(f"  single machine: skipped, {missing}", flush=True)
+        night["ratios"] = ratios(night, night["single_machine"])
+        print(f"  {json.dumps(night['ratios'])}", flush=True)
+        results["pipeline"][f"{size:,}"] = night
         Path(args.out, "benchmarks.partial.json").write_text(json.dumps(results, indent=2) + "\n")
     if args.only == "pipeline":
         Path(args.out, "pipeline.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -273,8 +308,9 @@ def main() -> None:
     results["scoring"] = scoring
     out = Path(args.out)
     (out / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
-    write_markdown(results, out / "BENCHMARKS.md")
-    print(f"wrote {out / 'BENCHMARKS.md'} and {out / 'benchmarks.json'}")
+    # BENCHMARKS.md is written by hand from these figures (it says what was changed and why).
+    write_markdown(results, out / "bench_report.md")
+    print(f"wrote {out / 'bench_report.md'} and {out / 'benchmarks.json'}")
     spark.stop()
 
 
