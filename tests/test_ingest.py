@@ -216,3 +216,25 @@ def test_a_play_count_log_without_time_is_a_snapshot_of_the_run_date(spark, smal
     again = spark.read.parquet(Paths(cfg.output.root).events)
     assert [(r.user_id, r.quantity, str(r.event_date)) for r in again.collect()] == [
         ("u1", 13.0, str(RUN_DATE + dt.timedelta(days=1)))]
+
+
+@pytest.mark.slow
+def test_two_years_of_days_are_written_as_one_file_a_day(spark, small_settings, tmp_path):
+    """Each input file holds every day (as a log exported by user or by shard does): written as
+    read, every task would write a file into every day's folder, thousands of tiny files."""
+    start, days, shards = dt.datetime(2013, 6, 6, 12, tzinfo=dt.timezone.utc), 730, 4
+    log = tmp_path / "log"
+    log.mkdir()
+    for shard in range(shards):
+        lines = ["timestamp,visitorid,event,itemid,transactionid"]
+        for day in range(days):
+            stamp = int((start + dt.timedelta(days=day)).timestamp() * 1000)
+            lines.append(f"{stamp},u{shard}-{day % 7},view,i{day % 11},")
+        (log / f"part-{shard}.csv").write_text("\n".join(lines) + "\n")
+    cfg, result = run_ingest(spark, small_settings, log)
+    assert result["accepted"] == days * shards
+    written = list(Path(Paths(cfg.output.root).events).glob("event_date=*/*.parquet"))
+    day_folders = {path.parent.name for path in written}
+    assert len(day_folders) == days
+    assert len(written) == days, f"{len(written)} files for {days} days"
+    assert spark.read.parquet(Paths(cfg.output.root).events).count() == days * shards

@@ -9,9 +9,11 @@ from pyspark.testing import assertDataFrameEqual
 from sparkals.metrics import (
     catalogue_coverage,
     catalogue_coverage_at,
+    catalogue_coverage_of,
     exclude_seen,
     exclude_seen_truth,
     ranking_metrics,
+    ranking_metrics_of,
 )
 from sparkals.popularity import popular_items, popularity_recs
 
@@ -310,3 +312,25 @@ def test_popularity_recs_without_seen_is_the_same_list_for_everyone(spark):
         "user_id string, item_id string, rank int, score double",
     )
     assertDataFrameEqual(popularity_recs(users, popular, 2), expected)
+
+
+def test_several_lists_measured_in_one_pass_equal_each_measured_alone(spark):
+    """The evaluation measures ALS and the baselines in one job: each list must come out exactly as
+    if measured alone, including a list for nobody (zeros, every truth user still evaluated) and
+    lists whose users overlap."""
+    truth = pairs_of(spark, {"u1": ["b", "d", "z"], "u2": ["x"], "u4": ["a"]})
+    lists = {
+        "als": recs_of(spark, {"u1": ["a", "b", "c", "d", "e"], "u2": ["x", "y"], "u3": ["a"]}),
+        "popular": recs_of(spark, {"u1": ["d", "b"], "u2": ["a", "b"], "u4": ["a", "z"]}),
+        "empty": recs_of(spark, {}),
+    }
+    together = ranking_metrics_of(lists, truth, [1, 2, 5])
+    covered = catalogue_coverage_of(lists, [1, 2, 5], n_items=10)
+    for name, recs in lists.items():
+        alone = ranking_metrics(recs, truth, [1, 2, 5])
+        assert together[name].keys() == alone.keys()
+        for k in alone:
+            assert together[name][k] == approx(alone[k]), (name, k)
+        assert covered[name] == catalogue_coverage_at(recs, [1, 2, 5], n_items=10), name
+    assert together["empty"][5]["users_evaluated"] == 3 and together["empty"][5]["ndcg"] == 0.0
+    assert together["popular"][2]["hit_rate"] == pytest.approx(2 / 3)  # u1 and u4; u2 has no hit

@@ -34,17 +34,18 @@ predictions, so an item listed twice is a hit twice (here once).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Row, Window
 from pyspark.sql import functions as F
 
 from sparkals.vocabulary import ITEM_ID, METRIC_NAMES, RANK, USER_ID, require_columns
 
 __all__ = [
-    "DEFAULT_KS", "METRIC_NAMES", "catalogue_coverage", "catalogue_coverage_at", "exclude_seen",
-    "exclude_seen_truth", "ranking_metrics",
+    "DEFAULT_KS", "METRIC_NAMES", "catalogue_coverage", "catalogue_coverage_at", "catalogue_coverage_of",
+    "exclude_seen", "exclude_seen_truth", "ranking_metrics", "ranking_metrics_of",
 ]
 
 DEFAULT_KS = (5, 10, 20)
@@ -57,12 +58,16 @@ def _check_ks(ks: Iterable[int]) -> list[int]:
     return checked
 
 
+SYSTEM = "_system"  # which list a row belongs to, when several are measured in one pass
+
+
 def _positions(recs: DataFrame, max_k: int | None = None) -> DataFrame:
-    """(`user_id`, `item_id`, `pos`): each item once per user at its best rank, numbered 1.. in rank order."""
-    require_columns(recs, [USER_ID, ITEM_ID, RANK], "ranking metrics (recommendations)")
-    best = recs.groupBy(USER_ID, ITEM_ID).agg(F.min(RANK).alias("_rank"))
-    in_order = Window.partitionBy(USER_ID).orderBy(F.col("_rank"), F.col(ITEM_ID))
-    positioned = best.select(USER_ID, ITEM_ID, F.row_number().over(in_order).alias("pos"))
+    """(`_system`, `user_id`, `item_id`, `pos`): each item once per list and user at its best rank,
+    numbered 1.. in rank order."""
+    require_columns(recs, [SYSTEM, USER_ID, ITEM_ID, RANK], "ranking metrics (recommendations)")
+    best = recs.groupBy(SYSTEM, USER_ID, ITEM_ID).agg(F.min(RANK).alias("_rank"))
+    in_order = Window.partitionBy(SYSTEM, USER_ID).orderBy(F.col("_rank"), F.col(ITEM_ID))
+    positioned = best.select(SYSTEM, USER_ID, ITEM_ID, F.row_number().over(in_order).alias("pos"))
     return positioned if max_k is None else positioned.filter(F.col("pos") <= max_k)
 
 
@@ -76,6 +81,17 @@ def _ideal_dcg(max_k: int) -> Column:
     return F.array(*[F.lit(v) for v in values])
 
 
+def _labelled(lists: dict[str, DataFrame]) -> DataFrame:
+    """Every list's (`user_id`, `item_id`, `rank`) in one frame, each row marked with its list's name."""
+    if not lists:
+        raise ValueError("no recommendation lists to measure")
+    frames = []
+    for name, recs in lists.items():
+        require_columns(recs, [USER_ID, ITEM_ID, RANK], f"ranking metrics (recommendations of {name})")
+        frames.append(recs.select(F.lit(name).alias(SYSTEM), USER_ID, ITEM_ID, RANK))
+    return functools.reduce(DataFrame.unionByName, frames)
+
+
 def ranking_metrics(
     recs: DataFrame, truth: DataFrame, ks: Iterable[int] = DEFAULT_KS
 ) -> dict[int, dict[str, float]]:
@@ -85,15 +101,25 @@ def ranking_metrics(
 
     With no evaluated user the metrics are NaN and `users_evaluated` is 0.
     """
+    return ranking_metrics_of({"recs": recs}, truth, ks)["recs"]
+
+
+def ranking_metrics_of(
+    lists: dict[str, DataFrame], truth: DataFrame, ks: Iterable[int] = DEFAULT_KS
+) -> dict[str, dict[int, dict[str, float]]]:
+    """`ranking_metrics` of several lists against the same truth, in one Spark job: each job costs a
+    fixed overhead that dominates on evaluation-sized data, and the lists share the truth's shuffles."""
     cutoffs = _check_ks(ks)
     max_k = cutoffs[-1]
     require_columns(truth, [USER_ID, ITEM_ID], "ranking metrics (truth)")
+    recs = _labelled(lists)
+    systems = recs.sparkSession.createDataFrame([(name,) for name in lists], f"{SYSTEM} string")
     relevant = truth.select(USER_ID, ITEM_ID).distinct()
     sizes = relevant.groupBy(USER_ID).agg(F.count("*").alias("n_truth"))
 
     hits = _positions(recs, max_k).join(relevant, [USER_ID, ITEM_ID], "left_semi")
-    hit_no = F.row_number().over(Window.partitionBy(USER_ID).orderBy("pos"))
-    hits = hits.select(USER_ID, "pos", hit_no.alias("hit_no"))
+    hit_no = F.row_number().over(Window.partitionBy(SYSTEM, USER_ID).orderBy("pos"))
+    hits = hits.select(SYSTEM, USER_ID, "pos", hit_no.alias("hit_no"))
     sums = []
     for k in cutoffs:
         in_k = F.col("pos") <= k
@@ -102,9 +128,13 @@ def ranking_metrics(
             F.sum(F.when(in_k, 1.0 / F.log2(F.col("pos") + 1))).alias(f"dcg_{k}"),
             F.sum(F.when(in_k, F.col("hit_no") / F.col("pos"))).alias(f"ap_{k}"),
         ]
-    per_user_hits = hits.groupBy(USER_ID).agg(*sums)
-    with_recs = recs.select(USER_ID).distinct().withColumn("has_recs", F.lit(1.0))
-    users = sizes.join(per_user_hits, USER_ID, "left").join(with_recs, USER_ID, "left")
+    per_user_hits = hits.groupBy(SYSTEM, USER_ID).agg(*sums)
+    with_recs = recs.select(SYSTEM, USER_ID).distinct().withColumn("has_recs", F.lit(1.0))
+    # Every list is measured on every user with truth, listed or not.
+    users = (
+        sizes.crossJoin(F.broadcast(systems))
+        .join(per_user_hits, [SYSTEM, USER_ID], "left").join(with_recs, [SYSTEM, USER_ID], "left")
+    )
 
     ideal = _ideal_dcg(max_k)
     n_truth = F.col("n_truth")
@@ -121,17 +151,24 @@ def ranking_metrics(
             "hit_rate": (n_hits > 0).cast("double"),
         }
         averages += [F.avg(value).alias(f"{name}_{k}") for name, value in per_user.items()]
-    row = users.agg(
-        F.count("*").alias("users_evaluated"),
-        F.avg(F.coalesce(F.col("has_recs"), F.lit(0.0))).alias("users_with_recs"),
-        *averages,
-    ).first()
+    rows = {
+        row[SYSTEM]: row for row in users.groupBy(SYSTEM).agg(
+            F.count("*").alias("users_evaluated"),
+            F.avg(F.coalesce(F.col("has_recs"), F.lit(0.0))).alias("users_with_recs"),
+            *averages,
+        ).collect()
+    }
+    return {name: _at_cutoffs(rows.get(name), cutoffs) for name in lists}
+
+
+def _at_cutoffs(row: Row | None, cutoffs: list[int]) -> dict[int, dict[str, float]]:
+    """One list's aggregate row to {K: metrics}; no row (no user with truth): NaN, 0 evaluated."""
 
     def value(name: str) -> float:
-        got = row[name]
+        got = None if row is None else row[name]
         return math.nan if got is None else float(got)
 
-    evaluated = int(row["users_evaluated"])
+    evaluated = 0 if row is None else int(row["users_evaluated"])
     return {
         k: {
             **{name: value(f"{name}_{k}") for name in METRIC_NAMES},
@@ -153,12 +190,20 @@ def catalogue_coverage(recs: DataFrame, k: int, n_items: int) -> float:
 def catalogue_coverage_at(recs: DataFrame, ks: Iterable[int], n_items: int) -> dict[int, float]:
     """`catalogue_coverage` at every K in one Spark job: each item's best position over all users
     is computed once, then counted against each cut-off."""
+    return catalogue_coverage_of({"recs": recs}, ks, n_items)["recs"]
+
+
+def catalogue_coverage_of(lists: dict[str, DataFrame], ks: Iterable[int], n_items: int) -> dict[str, dict[int, float]]:
+    """`catalogue_coverage_at` of several lists in one Spark job."""
     cutoffs = _check_ks(ks)
     if n_items < 1:
         raise ValueError(f"catalogue coverage needs n_items >= 1, got {n_items}")
-    best = _positions(recs, cutoffs[-1]).groupBy(ITEM_ID).agg(F.min("pos").alias("best"))
-    row = best.agg(*[F.count(F.when(F.col("best") <= k, 1)).alias(f"k{k}") for k in cutoffs]).first()
-    return {k: row[f"k{k}"] / n_items for k in cutoffs}
+    best = _positions(_labelled(lists), cutoffs[-1]).groupBy(SYSTEM, ITEM_ID).agg(F.min("pos").alias("best"))
+    counted = {
+        row[SYSTEM]: row for row in
+        best.groupBy(SYSTEM).agg(*[F.count(F.when(F.col("best") <= k, 1)).alias(f"k{k}") for k in cutoffs]).collect()
+    }
+    return {name: {k: (counted[name][f"k{k}"] if name in counted else 0) / n_items for k in cutoffs} for name in lists}
 
 
 def exclude_seen(recs: DataFrame, seen: DataFrame) -> DataFrame:
