@@ -39,6 +39,7 @@ import math
 from collections.abc import Iterable
 
 from pyspark.sql import Column, DataFrame, Row, Window
+from pyspark.sql.types import ArrayType
 from pyspark.sql import functions as F
 
 from sparkals.vocabulary import ITEM_ID, METRIC_NAMES, RANK, USER_ID, require_columns
@@ -61,14 +62,14 @@ def _check_ks(ks: Iterable[int]) -> list[int]:
 SYSTEM = "_system"  # which list a row belongs to, when several are measured in one pass
 
 
-def _positions(recs: DataFrame, max_k: int | None = None) -> DataFrame:
-    """(`_system`, `user_id`, `item_id`, `pos`): each item once per list and user at its best rank,
-    numbered 1.. in rank order."""
+def _listed(recs: DataFrame, max_k: int) -> DataFrame:
+    """(`_system`, `user_id`, `items`): each list and user's first `max_k` distinct items in rank
+    order (an item listed twice kept at its best rank; items sharing a rank ordered by item). One
+    shuffle: a user's whole list is in one row, so the metrics need no window over positions."""
     require_columns(recs, [SYSTEM, USER_ID, ITEM_ID, RANK], "ranking metrics (recommendations)")
-    best = recs.groupBy(SYSTEM, USER_ID, ITEM_ID).agg(F.min(RANK).alias("_rank"))
-    in_order = Window.partitionBy(SYSTEM, USER_ID).orderBy(F.col("_rank"), F.col(ITEM_ID))
-    positioned = best.select(SYSTEM, USER_ID, ITEM_ID, F.row_number().over(in_order).alias("pos"))
-    return positioned if max_k is None else positioned.filter(F.col("pos") <= max_k)
+    in_order = F.array_sort(F.collect_list(F.struct(F.col(RANK).alias("r"), F.col(ITEM_ID).alias("i"))))
+    items = F.array_distinct(F.transform(in_order, lambda entry: entry["i"]))
+    return recs.groupBy(SYSTEM, USER_ID).agg(F.slice(items, 1, max_k).alias("items"))
 
 
 def _ideal_dcg(max_k: int) -> Column:
@@ -114,47 +115,38 @@ def ranking_metrics_of(
     require_columns(truth, [USER_ID, ITEM_ID], "ranking metrics (truth)")
     recs = _labelled(lists)
     systems = recs.sparkSession.createDataFrame([(name,) for name in lists], f"{SYSTEM} string")
-    relevant = truth.select(USER_ID, ITEM_ID).distinct()
-    sizes = relevant.groupBy(USER_ID).agg(F.count("*").alias("n_truth"))
-
-    hits = _positions(recs, max_k).join(relevant, [USER_ID, ITEM_ID], "left_semi")
-    hit_no = F.row_number().over(Window.partitionBy(SYSTEM, USER_ID).orderBy("pos"))
-    hits = hits.select(SYSTEM, USER_ID, "pos", hit_no.alias("hit_no"))
-    sums = []
-    for k in cutoffs:
-        in_k = F.col("pos") <= k
-        sums += [
-            F.count(F.when(in_k, 1)).alias(f"hits_{k}"),
-            F.sum(F.when(in_k, 1.0 / F.log2(F.col("pos") + 1))).alias(f"dcg_{k}"),
-            F.sum(F.when(in_k, F.col("hit_no") / F.col("pos"))).alias(f"ap_{k}"),
-        ]
-    per_user_hits = hits.groupBy(SYSTEM, USER_ID).agg(*sums)
-    with_recs = recs.select(SYSTEM, USER_ID).distinct().withColumn("has_recs", F.lit(1.0))
+    relevant = truth.groupBy(USER_ID).agg(F.collect_set(ITEM_ID).alias("truth"))
     # Every list is measured on every user with truth, listed or not.
-    users = (
-        sizes.crossJoin(F.broadcast(systems))
-        .join(per_user_hits, [SYSTEM, USER_ID], "left").join(with_recs, [SYSTEM, USER_ID], "left")
-    )
+    users = relevant.crossJoin(F.broadcast(systems)).join(_listed(recs, max_k), [SYSTEM, USER_ID], "left")
+    listed = F.coalesce(F.col("items"), F.array().cast(ArrayType(recs.schema[ITEM_ID].dataType)))
+    hit = F.transform(listed, lambda item: F.array_contains(F.col("truth"), item))
 
     ideal = _ideal_dcg(max_k)
-    n_truth = F.col("n_truth")
+    n_truth = F.size("truth")
     averages = []
     for k in cutoffs:
-        n_hits = F.coalesce(F.col(f"hits_{k}"), F.lit(0)).cast("double")
+        top = F.slice(hit, 1, k)
+        n_hits = F.size(F.filter(top, lambda h: h)).cast("double")
+        gains = F.transform(top, lambda h, i: F.when(h, 1.0 / F.log2(i + 2)).otherwise(0.0))
+        # precision at each hit's position: hits so far / position
+        precisions = F.transform(
+            top, lambda h, i: F.when(h, F.size(F.filter(F.slice(top, 1, i + 1), lambda g: g)) / (i + 1)).otherwise(0.0)
+        )
         capped = F.least(n_truth, F.lit(k))
         per_user = {
             "precision": n_hits / F.lit(float(k)),
             "recall": n_hits / n_truth,
             "recall_capped": n_hits / capped,
-            "ndcg": F.coalesce(F.col(f"dcg_{k}"), F.lit(0.0)) / ideal[capped],
-            "map": F.coalesce(F.col(f"ap_{k}"), F.lit(0.0)) / capped,
+            "ndcg": F.aggregate(gains, F.lit(0.0), lambda acc, g: acc + g) / ideal[capped],
+            "map": F.aggregate(precisions, F.lit(0.0), lambda acc, g: acc + g) / capped,
             "hit_rate": (n_hits > 0).cast("double"),
         }
         averages += [F.avg(value).alias(f"{name}_{k}") for name, value in per_user.items()]
+    has_recs = F.when(F.col("items").isNotNull(), 1.0).otherwise(0.0)
     rows = {
         row[SYSTEM]: row for row in users.groupBy(SYSTEM).agg(
             F.count("*").alias("users_evaluated"),
-            F.avg(F.coalesce(F.col("has_recs"), F.lit(0.0))).alias("users_with_recs"),
+            F.avg(has_recs).alias("users_with_recs"),
             *averages,
         ).collect()
     }
@@ -198,7 +190,8 @@ def catalogue_coverage_of(lists: dict[str, DataFrame], ks: Iterable[int], n_item
     cutoffs = _check_ks(ks)
     if n_items < 1:
         raise ValueError(f"catalogue coverage needs n_items >= 1, got {n_items}")
-    best = _positions(_labelled(lists), cutoffs[-1]).groupBy(SYSTEM, ITEM_ID).agg(F.min("pos").alias("best"))
+    positioned = _listed(_labelled(lists), cutoffs[-1]).select(SYSTEM, F.posexplode("items").alias("pos", ITEM_ID))
+    best = positioned.groupBy(SYSTEM, ITEM_ID).agg((F.min("pos") + 1).alias("best"))
     counted = {
         row[SYSTEM]: row for row in
         best.groupBy(SYSTEM).agg(*[F.count(F.when(F.col("best") <= k, 1)).alias(f"k{k}") for k in cutoffs]).collect()
