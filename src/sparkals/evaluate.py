@@ -157,6 +157,7 @@ def evaluate_holdout(
     systems = measure(lists, truth, settings.ks, n_items)
     key = str(settings.metric_k)
     headline = systems["als"][key][settings.metric]
+    test_users = audience.count()
     report = {
         "split": holdout.describe(),
         "metric": f"{settings.metric}@{settings.metric_k}",
@@ -168,8 +169,8 @@ def evaluate_holdout(
             "train_ratings": fitted.ratings,
             "train_users": fitted.users.count(),
             "train_items": n_items,
-            "test_users": audience.count(),
-            "cold_test_users": all_truth.select(USER_ID).distinct().count() - audience.count(),
+            "test_users": test_users,
+            "cold_test_users": all_truth.select(USER_ID).distinct().count() - test_users,
             "relevant_pairs": truth.count(),
         },
         "parameters": {"als": dataclasses.asdict(als), "ratings": dataclasses.asdict(ratings)},
