@@ -324,22 +324,25 @@ _QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 
 
 def matrix_stats(ratings: DataFrame, user_col: str = USER_IDX, item_col: str = ITEM_IDX) -> MatrixStats:
-    """Size, density and the spread of interactions per user and per item (approximate quantiles)."""
+    """Size, density and the spread of interactions per user and per item (approximate quantiles):
+    one Spark job per side, the counts read off the same per-user and per-item tallies."""
 
-    def spread(col: str) -> dict[str, float]:
+    def side(col: str) -> tuple[int, int, dict[str, float]]:
         counts = ratings.groupBy(col).count()
-        values = counts.agg(F.percentile_approx("count", list(_QUANTILES), 10_000).alias("q")).first()["q"]
-        return {f"p{int(q * 100)}": float(v) for q, v in zip(_QUANTILES, values or [math.nan] * len(_QUANTILES))}
+        row = counts.agg(
+            F.count("*").alias("ids"), F.sum("count").alias("nnz"),
+            F.percentile_approx("count", list(_QUANTILES), 10_000).alias("q"),
+        ).first()
+        values = row["q"] or [math.nan] * len(_QUANTILES)
+        return row["ids"], row["nnz"] or 0, {f"p{int(q * 100)}": float(v) for q, v in zip(_QUANTILES, values)}
 
-    totals = ratings.agg(
-        F.count("*").alias("nnz"), F.countDistinct(user_col).alias("users"), F.countDistinct(item_col).alias("items")
-    ).first()
-    users, items, nnz = totals["users"], totals["items"], totals["nnz"]
+    users, nnz, items_per_user = side(user_col)
+    items, _, users_per_item = side(item_col)
     return MatrixStats(
         users=users,
         items=items,
         nonzeros=nnz,
         density=nnz / (users * items) if users and items else 0.0,
-        items_per_user=spread(user_col),
-        users_per_item=spread(item_col),
+        items_per_user=items_per_user,
+        users_per_item=users_per_item,
     )
