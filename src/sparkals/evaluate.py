@@ -112,7 +112,7 @@ def baseline_lists(
 
 
 def measure(lists: dict[str, DataFrame], truth: DataFrame, ks: list[int], n_items: int) -> dict[str, Any]:
-    """Every metric at every K for each system, plus catalogue coverage at each K: two Spark jobs
+    """Every metric at every K for each system, plus catalogue coverage at each K: two Spark actions
     for all the systems together (per-job overhead, not data, is what an evaluation pays most for)."""
     started = time.perf_counter()
     cached = {name: recs.cache() for name, recs in lists.items()}

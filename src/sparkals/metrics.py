@@ -1,8 +1,9 @@
 """Offline ranking metrics and popularity baselines, computed in Spark.
 
 Inputs use the column names `user_id`, `item_id` (any key types, the same on both sides) and, for
-recommendations, `rank` (1 = best). Only the final aggregate row goes to the driver, so the
-metrics run on the full evaluation set however many users it has.
+recommendations, `rank` (1 = best). Only one aggregate row per list goes to the driver, so the
+metrics run on the full evaluation set however many users it has. Each user's list is gathered into
+one row (a list of at most K items) and measured there, without windows over positions.
 
 Definitions, per evaluated user, for a cut-off K (hits = held-out items among the user's top K,
 T = the user's distinct held-out items, m = min(K, |T|)):
@@ -108,8 +109,8 @@ def ranking_metrics(
 def ranking_metrics_of(
     lists: dict[str, DataFrame], truth: DataFrame, ks: Iterable[int] = DEFAULT_KS
 ) -> dict[str, dict[int, dict[str, float]]]:
-    """`ranking_metrics` of several lists against the same truth, in one Spark job: each job costs a
-    fixed overhead that dominates on evaluation-sized data, and the lists share the truth's shuffles."""
+    """`ranking_metrics` of several lists against the same truth, in one Spark action: each job costs
+    a fixed overhead that dominates on evaluation-sized data, and the lists share the truth's shuffles."""
     cutoffs = _check_ks(ks)
     max_k = cutoffs[-1]
     require_columns(truth, [USER_ID, ITEM_ID], "ranking metrics (truth)")
@@ -180,13 +181,13 @@ def catalogue_coverage(recs: DataFrame, k: int, n_items: int) -> float:
 
 
 def catalogue_coverage_at(recs: DataFrame, ks: Iterable[int], n_items: int) -> dict[int, float]:
-    """`catalogue_coverage` at every K in one Spark job: each item's best position over all users
+    """`catalogue_coverage` at every K in one Spark action: each item's best position over all users
     is computed once, then counted against each cut-off."""
     return catalogue_coverage_of({"recs": recs}, ks, n_items)["recs"]
 
 
 def catalogue_coverage_of(lists: dict[str, DataFrame], ks: Iterable[int], n_items: int) -> dict[str, dict[int, float]]:
-    """`catalogue_coverage_at` of several lists in one Spark job."""
+    """`catalogue_coverage_at` of several lists in one Spark action."""
     cutoffs = _check_ks(ks)
     if n_items < 1:
         raise ValueError(f"catalogue coverage needs n_items >= 1, got {n_items}")

@@ -153,9 +153,11 @@ def _write(
         )
     # A dated log replaces only the days it holds. A log without time is a snapshot dated at the
     # run date: it replaces every earlier snapshot, or each night would count the same rows again.
-    overwrite = "dynamic" if cfg.input.columns.timestamp else "static"
-    # One task per day writes it: one file a day. Written as read, every task would write a file
-    # into every day it holds (a log of two years in 8 tasks: up to 5,840 small files).
-    good.repartition(EVENT_DATE).write.mode("overwrite").option("partitionOverwriteMode", overwrite).partitionBy(EVENT_DATE).parquet(
-        paths.events
-    )
+    dated = bool(cfg.input.columns.timestamp)
+    # A dated log: one task writes each day, one file a day. Written as read, every task would write
+    # a file into every day it holds (a log of two years in 8 tasks: up to 5,840 small files). A
+    # snapshot is one day: written as read, by every task at once.
+    by_day = good.repartition(EVENT_DATE) if dated else good
+    by_day.write.mode("overwrite").option("partitionOverwriteMode", "dynamic" if dated else "static").partitionBy(
+        EVENT_DATE
+    ).parquet(paths.events)
