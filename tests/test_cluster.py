@@ -314,11 +314,12 @@ def _executors(cluster: Cluster) -> dict[int, Path]:
     return found
 
 
-TASK_LINE = re.compile(r"Executor: (Running|Finished) task .*\(TID (\d+)\)")
+# How an executor logs a task starting and ending (finished, failed, or killed by the driver).
+TASK_LINE = re.compile(r"Executor: (Running|Finished|Exception in|Executor killed) task .*?\(TID (\d+)\)")
 
 
 def _unfinished_tasks(executor_log: Path) -> set[str]:
-    """Task ids the executor's log says it started and has not finished. The executor logs
+    """Task ids the executor's log says it started and has not ended. The executor logs
     `Finished task` before it sends the result, so the driver has no result of these."""
     running: set[str] = set()
     for state, tid in TASK_LINE.findall(executor_log.read_text(errors="replace") if executor_log.exists() else ""):
