@@ -42,11 +42,16 @@ def timed(run: Callable[[], Any], repeats: int = 3, warmup: int = 0) -> dict[str
         started = time.perf_counter()
         run()
         seconds.append(time.perf_counter() - started)
+    return spread(seconds, digits=3)
+
+
+def spread(values: list[float], digits: int = 2) -> dict[str, Any]:
+    """Median, min, max and every value of several runs of one measurement."""
     return {
-        "median": round(statistics.median(seconds), 3),
-        "min": round(min(seconds), 3),
-        "max": round(max(seconds), 3),
-        "runs": [round(s, 3) for s in seconds],
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "runs": [round(v, digits) for v in values],
     }
 
 

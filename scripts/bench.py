@@ -24,7 +24,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from pyspark.sql import functions as F  # noqa: E402
 
 import bench_scoring  # noqa: E402
 import single_machine  # noqa: E402
-from _bench_common import local_session, machine, timed  # noqa: E402
+from _bench_common import local_session, machine, spread, timed  # noqa: E402
 from sparkals.stages import generate, nightly  # noqa: E402
 from sparkals.config import ALSSettings, load_config  # noqa: E402
 from sparkals.generate import GeneratorSpec  # noqa: E402
@@ -83,9 +82,7 @@ def bench_pipeline(spark: SparkSession, log: str, root: Path, repeats: int, over
         print(f"  run {n + 1}/{repeats}: {runs[-1]['total']:.1f}s", flush=True)
     figures: dict[str, Any] = {key: runs[0][key] for key in ("ratings", "users", "items")}
     for key in ("total", *nightly.STAGES, "peak_heap_mb"):
-        values = [r[key] for r in runs]
-        figures[key] = {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
-                        "max": round(max(values), 2), "runs": [round(v, 2) for v in values]}
+        figures[key] = spread([r[key] for r in runs])
     return figures
 
 
@@ -94,9 +91,7 @@ def bench_single_machine(log: str, out: Path, repeats: int, rank: int) -> dict[s
     runs = [single_machine.run(log, str(out / f"single{n}"), rank=rank) for n in range(repeats)]
     figures: dict[str, Any] = {key: runs[0][key] for key in ("ratings", "users", "items")}
     for key in ("total", "read", "aggregate", "fit", "recommend", "write"):
-        values = [r[key] for r in runs]
-        figures[key] = {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
-                        "max": round(max(values), 2)}
+        figures[key] = spread([r[key] for r in runs])
     return figures
 
 
