@@ -83,3 +83,47 @@ def test_driver_java_options_add_the_log4j2_file_and_keep_the_users_options_last
     assert Path(LOG4J2_FILE).is_file()
     own = "-Dlog4j2.configurationFile=file:/etc/mine.properties"
     assert driver_java_options(SparkSettings(master="yarn", conf={"spark.driver.extraJavaOptions": own})) == own
+
+
+def test_the_class_archive_is_off_auto_per_installation_or_a_given_path(monkeypatch, tmp_path):
+    from sparkals.class_archive import archive_path, jvm_options
+
+    monkeypatch.setenv("SPARKALS_CACHE_DIR", str(tmp_path / "cache"))
+    assert archive_path("") is None
+    auto = archive_path("auto")
+    assert auto.parent == tmp_path / "cache" / "jvm" and auto.name.startswith("driver-") and auto.suffix == ".jsa"
+    assert archive_path("auto") == auto  # the same Java and Spark: the same archive
+    assert archive_path(str(tmp_path / "a.jsa")) == tmp_path / "a.jsa"
+
+    options, partial = jvm_options(auto)  # none yet: this run writes one, under a temporary name
+    assert options[0] == f"-XX:ArchiveClassesAtExit={partial}" and partial.parent == auto.parent
+    assert partial != auto and auto.parent.is_dir()
+    auto.write_bytes(b"archive")
+    options, partial = jvm_options(auto)  # there is one: later runs map it
+    assert options[0] == f"-XX:SharedArchiveFile={auto}" and partial is None
+    assert all(option.startswith("-Xlog:cds") for option in options[1:])
+
+
+@pytest.mark.slow
+def test_a_first_run_writes_the_class_archive_and_the_next_one_maps_it(tmp_path):
+    archive = tmp_path / "driver.jsa"
+
+    def generate(*extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "sparkals.cli", "generate", "--events", "2000", "--users", "50",
+                   "--items", "20", "--out", str(tmp_path / "log"), "--set", "spark.master=local[1]",
+                   "--set", f"spark.class_archive={archive}", *extra]
+        env = {k: v for k, v in os.environ.items() if k not in ("SPARK_HOME", "PYSPARK_GATEWAY_PORT")}
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    first = generate()
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert archive.is_file() and archive.stat().st_size > 10**7
+    assert not list(tmp_path.glob("*.partial"))  # renamed into place once the JVM had written it
+    assert "[cds]" not in first.stderr and "[warning]" not in first.stderr
+    # -Xshare:on makes the JVM refuse to start unless it can map the archive.
+    strict = tmp_path / "strict.toml"
+    strict.write_text('[spark.conf]\n"spark.driver.extraJavaOptions" = "-Xshare:on"\n')
+    written = archive.stat().st_mtime_ns
+    second = generate("--config", str(strict))
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert archive.stat().st_mtime_ns == written

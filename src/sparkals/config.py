@@ -51,6 +51,7 @@ class SparkSettings:
     shuffle_partitions: int = 200
     log_level: str = "WARN"
     console_progress: bool = False
+    class_archive: str = ""
     conf: dict[str, str] = field(default_factory=dict)
 
 

@@ -13,6 +13,7 @@ import sys
 import warnings
 from typing import TYPE_CHECKING
 
+from sparkals import class_archive
 from sparkals.config import SparkSettings
 
 if TYPE_CHECKING:  # pyspark is imported only after use_spark_home() had its chance
@@ -131,9 +132,9 @@ def missing_native_blas() -> list[str]:
     return [name for name in ("blas", "lapack") if ctypes.util.find_library(name) is None]
 
 
-def driver_java_options(settings: SparkSettings) -> str:
+def driver_java_options(settings: SparkSettings, extra: list[str] | None = None) -> str:
     """`spark.driver.extraJavaOptions` for a driver JVM this process starts: the user's own
-    (`[spark.conf]`) last, so that theirs win, after
+    (`[spark.conf]`) last, so that theirs win, after `extra` (the class archive's) and
     - sparkals' log4j2 file (log4j2.properties beside this module), unless the user names one;
     - on a local master, no attempt to load native BLAS or LAPACK the machine does not have: the
       attempt prints "netlib-blas: JNI_OnLoad: dlopen(libblas.so.3) failed" from native code (no
@@ -146,7 +147,7 @@ def driver_java_options(settings: SparkSettings) -> str:
         options.append(f"-Dlog4j2.configurationFile=file:{LOG4J2_FILE}")
     if settings.master.startswith("local"):
         options += [f"-Ddev.ludovic.netlib.{name}.allowNative=false" for name in missing_native_blas()]
-    return " ".join([*options, own]).strip()
+    return " ".join([*options, *(extra or []), own]).strip()
 
 
 def build_session(settings: SparkSettings) -> SparkSession:
@@ -154,7 +155,8 @@ def build_session(settings: SparkSettings) -> SparkSession:
     from pyspark.sql import SparkSession
 
     launching = starts_jvm()
-    if settings.master.startswith("local"):
+    local = settings.master.startswith("local")
+    if local:
         # Local Python workers (the scorer's mapInArrow) must see the driver's packages (this virtualenv).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         if launching:
@@ -172,9 +174,13 @@ def build_session(settings: SparkSettings) -> SparkSession:
     )
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
+    archive = class_archive.archive_path(settings.class_archive) if launching and local else None
+    archive_options, partial = class_archive.jvm_options(archive) if archive else ([], None)
     if launching:
-        builder = builder.config(DRIVER_JAVA_OPTIONS, driver_java_options(settings))
+        builder = builder.config(DRIVER_JAVA_OPTIONS, driver_java_options(settings, archive_options))
     spark = builder.getOrCreate()
+    if archive and partial:
+        class_archive.publish_at_exit(partial, archive)
     spark.sparkContext.setLogLevel(settings.log_level)
     blas = ""
     if settings.master.startswith("local") and missing_native_blas():
