@@ -3,7 +3,8 @@
 Why: a night on a laptop is a new JVM every time, and a new JVM spends seconds loading and verifying
 the ~20,000 classes of Spark, Scala and Hadoop before any work. Java (13 and later) can dump the
 classes one run loaded into an archive (`-XX:ArchiveClassesAtExit`) and map it in later runs
-(`-XX:SharedArchiveFile`): a cold 100k-event nightly went from 45.4 to 40.6 s (BENCHMARKS.md).
+(`-XX:SharedArchiveFile`): a cold 100k-event nightly took 64.8 s instead of 68.0 s, after a first
+run 26 s longer that wrote the archive (BENCHMARKS.md, scripts/bench_cold.py). Off by default.
 
 The first run writes the archive under a temporary name when its JVM exits; this process waits for
 that exit and renames the file into place, so a run never maps a half-written archive. The JVM

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -76,30 +76,27 @@ def popularity_recs(
     popular ones move up, so every user gets exactly n as long as `popular` holds n unseen items
     for them: a user who has seen s of the popular items draws from the first n + s of them.
     Pass a `popular` list longer than n for that (e.g. `popular_items(train, n + 100)`). The
-    list is broadcast and matched against every user, so keep it to hundreds or thousands of items.
+    list goes to every user as one array (broadcast), so keep it to hundreds or thousands of items:
+    each user's list is that array minus the user's seen items, cut at n, with no join of users
+    against items and no window (one shuffle, of the seen pairs).
     """
     if n < 1:
         raise ValueError(f"popularity_recs needs n >= 1, got n={n}")
-    candidates = popular.select(ITEM_ID, F.col(RANK).alias("_pop_rank"), SCORE)
+    entry = F.struct(F.col(RANK).alias("r"), F.col(ITEM_ID).alias("i"), F.col(SCORE).alias("s"))
+    in_order = popular.select(entry.alias("_c")).agg(F.array_sort(F.collect_list("_c")).alias("_candidates"))
     who = users.select(USER_ID).distinct()
-    if train_seen is None:
-        top = F.broadcast(candidates.filter(F.col("_pop_rank") <= n))
-        return who.crossJoin(top).select(USER_ID, ITEM_ID, F.col("_pop_rank").cast("int").alias(RANK), SCORE)
-
-    seen = train_seen.select(USER_ID, ITEM_ID).distinct()
-    seen_popular = seen.join(candidates.select(ITEM_ID), ITEM_ID, "left_semi").groupBy(USER_ID).agg(
-        F.count("*").alias("_seen")
+    candidates = F.col("_candidates")
+    if train_seen is not None:
+        seen = train_seen.groupBy(USER_ID).agg(F.collect_set(ITEM_ID).alias("_seen"))
+        who = who.join(seen, USER_ID, "left")
+        candidates = F.filter(
+            candidates, lambda c: ~F.coalesce(F.array_contains(F.col("_seen"), c["i"]), F.lit(False))
+        )
+    drawn = who.crossJoin(F.broadcast(in_order)).select(
+        USER_ID, F.posexplode(F.slice(candidates, 1, n)).alias("_pos", "_c")
     )
-    budget = who.join(seen_popular, USER_ID, "left").select(
-        USER_ID, (F.lit(n) + F.coalesce(F.col("_seen"), F.lit(0))).alias("_budget")
-    )
-    drawn = budget.join(F.broadcast(candidates), F.col("_pop_rank") <= F.col("_budget"))
-    unseen = drawn.join(seen, [USER_ID, ITEM_ID], "left_anti")
-    in_order = Window.partitionBy(USER_ID).orderBy(F.col("_pop_rank"), F.col(ITEM_ID))
-    return (
-        unseen.select(USER_ID, ITEM_ID, SCORE, F.row_number().over(in_order).alias(RANK))
-        .filter(F.col(RANK) <= n)
-        .select(USER_ID, ITEM_ID, RANK, SCORE)
+    return drawn.select(
+        USER_ID, F.col("_c.i").alias(ITEM_ID), (F.col("_pos") + 1).cast("int").alias(RANK), F.col("_c.s").alias(SCORE)
     )
 
 
