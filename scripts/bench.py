@@ -84,7 +84,8 @@ def _night(spark: SparkSession, log: str, out: Path, overrides: list[str]) -> di
 
 def bench_pipeline(spark: SparkSession, log: str, root: Path, repeats: int, overrides: list[str]) -> dict[str, Any]:
     """Nightly on `log` `repeats` times per variant, the variants taking turns (so that each meets
-    the JVM as warm as the others), each into a fresh output root: per-stage medians."""
+    the JVM as warm as the others; main() runs one unrecorded night first), each into a fresh output
+    root: per-stage medians."""
     variants = list(VARIANTS)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for n in range(repeats):
@@ -286,6 +287,9 @@ def main() -> None:
             generate.run(spark, spec_for(size), str(log))
         print(f"nightly on {size:,} events", flush=True)
         repeats = 1 if size >= args.big else args.repeats
+        if size == sizes[0]:  # the JVM's first night (class loading, JIT) would land on one variant only
+            print("  warm-up night (not recorded)", flush=True)
+            _night(spark, str(log), work / f"out-{size}" / "warmup", overrides)
         night = bench_pipeline(spark, str(log), work / f"out-{size}", repeats, overrides)
         try:
             night["single_machine"] = bench_single_machine(str(log), work / f"out-{size}", repeats, args.rank)

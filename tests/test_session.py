@@ -95,7 +95,11 @@ def test_the_class_archive_is_off_auto_per_installation_or_a_given_path(monkeypa
     assert archive_path("auto") == auto  # the same Java and Spark: the same archive
     assert archive_path(str(tmp_path / "a.jsa")) == tmp_path / "a.jsa"
 
+    abandoned = auto.parent / f"{auto.name}.999999999.partial"  # a killed run's (no such pid)
+    auto.parent.mkdir(parents=True)
+    abandoned.write_bytes(b"half")
     options, partial = jvm_options(auto)  # none yet: this run writes one, under a temporary name
+    assert not abandoned.exists()
     assert options[0] == f"-XX:ArchiveClassesAtExit={partial}" and partial.parent == auto.parent
     assert partial != auto and auto.parent.is_dir()
     auto.write_bytes(b"archive")

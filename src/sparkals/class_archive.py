@@ -71,8 +71,27 @@ def jvm_options(path: Path) -> tuple[list[str], Path | None]:
     except OSError as err:  # a read-only home: run without, as before
         log.warning("class archive: cannot create %s (%s); the JVM starts without one", path.parent, err)
         return [], None
+    _remove_abandoned(path)
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     return [f"-XX:ArchiveClassesAtExit={partial}", *JVM_OPTIONS], partial
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Temporary archives of processes that are gone (killed before they could rename theirs)."""
+    for partial in path.parent.glob(f"{path.name}.*.partial"):
+        pid = partial.name[len(path.name) + 1:-len(".partial")]
+        if pid.isdigit() and not _running(int(pid)):
+            partial.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _publish(partial: Path, path: Path, jvm: subprocess.Popen[Any] | None) -> None:
