@@ -1,7 +1,7 @@
 """A class-data-sharing (CDS) archive of the driver JVM's classes, for local runs that start a JVM.
 
 Why: a night on a laptop is a new JVM every time, and a new JVM spends seconds loading and verifying
-the ~20,000 classes of Spark, Scala and Hadoop before any work. Java (13 and later) can dump the
+the classes of Spark, Scala and Hadoop before any work (the archive of one night holds 200 MB of them). Java (13 and later) can dump the
 classes one run loaded into an archive (`-XX:ArchiveClassesAtExit`) and map it in later runs
 (`-XX:SharedArchiveFile`): a cold 100k-event nightly took 64.8 s instead of 68.0 s, after a first
 run 26 s longer that wrote the archive (BENCHMARKS.md, scripts/bench_cold.py). Off by default.
