@@ -87,13 +87,15 @@ def test_driver_java_options_add_the_log4j2_file_and_keep_the_users_options_last
 
 def test_the_class_archive_is_off_auto_per_installation_or_a_given_path(monkeypatch, tmp_path):
     from sparkals.class_archive import archive_path, jvm_options
+    from sparkals.session import java_binary
 
     monkeypatch.setenv("SPARKALS_CACHE_DIR", str(tmp_path / "cache"))
-    assert archive_path("") is None
-    auto = archive_path("auto")
+    java = java_binary()
+    assert archive_path("", java) is None
+    auto = archive_path("auto", java)
     assert auto.parent == tmp_path / "cache" / "jvm" and auto.name.startswith("driver-") and auto.suffix == ".jsa"
-    assert archive_path("auto") == auto  # the same Java and Spark: the same archive
-    assert archive_path(str(tmp_path / "a.jsa")) == tmp_path / "a.jsa"
+    assert archive_path("auto", java) == auto  # the same Java and Spark: the same archive
+    assert archive_path(str(tmp_path / "a.jsa"), java) == tmp_path / "a.jsa"
 
     abandoned = auto.parent / f"{auto.name}.999999999.partial"  # a killed run's (no such pid)
     auto.parent.mkdir(parents=True)

@@ -1,9 +1,9 @@
 """A class-data-sharing (CDS) archive of the driver JVM's classes, for local runs that start a JVM.
 
 Why: a night on a laptop is a new JVM every time, and a new JVM spends seconds loading and verifying
-the classes of Spark, Scala and Hadoop before any work (the archive of one night holds 200 MB of them). Java (13 and later) can dump the
-classes one run loaded into an archive (`-XX:ArchiveClassesAtExit`) and map it in later runs
-(`-XX:SharedArchiveFile`): a cold 100k-event nightly took 64.8 s instead of 68.0 s, after a first
+the classes of Spark, Scala and Hadoop before any work (the archive of one night holds 200 MB of
+them). Java (13 and later) can dump the classes one run loaded into an archive
+(`-XX:ArchiveClassesAtExit`) and map it in later runs (`-XX:SharedArchiveFile`): a cold 100k-event nightly took 64.8 s instead of 68.0 s, after a first
 run 26 s longer that wrote the archive (BENCHMARKS.md, scripts/bench_cold.py). Off by default.
 
 The first run writes the archive under a temporary name when its JVM exits; this process waits for
@@ -17,7 +17,6 @@ import atexit
 import hashlib
 import logging
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -40,24 +39,22 @@ def _cache_dir() -> Path:
     return Path(base) / "jvm"
 
 
-def _runtime_key() -> str:
+def _runtime_key(java: str) -> str:
     """What the archive depends on: the java binary and the Spark jars (pyspark's own folder)."""
     import pyspark
 
-    home = os.environ.get("JAVA_HOME")
-    java = os.path.join(home, "bin", "java") if home else (shutil.which("java") or "java")
     source = f"{os.path.realpath(java)}|{pyspark.__version__}|{os.path.dirname(os.path.realpath(pyspark.__file__))}"
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
-def archive_path(setting: str) -> Path | None:
-    """The archive `spark.class_archive` names: None when empty (off), one per Java and Spark
-    installation under the cache folder (`$SPARKALS_CACHE_DIR`, else `~/.cache/sparkals`) when
-    "auto", else the path given."""
+def archive_path(setting: str, java: str | None) -> Path | None:
+    """The archive `spark.class_archive` names: None when empty (off), one per Java (`java`, the
+    binary Spark will use) and Spark installation under the cache folder (`$SPARKALS_CACHE_DIR`,
+    else `~/.cache/sparkals`) when "auto", else the path given."""
     if not setting:
         return None
     if setting == AUTO:
-        return _cache_dir() / f"driver-{_runtime_key()}.jsa"
+        return _cache_dir() / f"driver-{_runtime_key(java or 'java')}.jsa"
     return Path(setting).expanduser()
 
 

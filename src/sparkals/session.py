@@ -19,7 +19,7 @@ from sparkals.config import SparkSettings
 if TYPE_CHECKING:  # pyspark is imported only after use_spark_home() had its chance
     from pyspark.sql import SparkSession
 
-__all__ = ["JavaMissingError", "SparkHomeError", "build_session", "driver_java_options", "java_major_version",
+__all__ = ["JavaMissingError", "SparkHomeError", "build_session", "driver_java_options", "java_binary", "java_major_version",
            "missing_native_blas", "require_java", "spark_home_to_use", "starts_jvm", "use_spark_home"]
 
 log = logging.getLogger(__name__)
@@ -87,10 +87,15 @@ class JavaMissingError(RuntimeError):
     """No usable Java runtime: Spark cannot start."""
 
 
-def java_major_version() -> int | None:
-    """Major version of the `java` Spark will use (JAVA_HOME first, then PATH), or None."""
+def java_binary() -> str | None:
+    """The `java` Spark will use: JAVA_HOME's first, then the one on PATH; None without either."""
     home = os.environ.get("JAVA_HOME")
-    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
+    return os.path.join(home, "bin", "java") if home else shutil.which("java")
+
+
+def java_major_version() -> int | None:
+    """Major version of the `java` Spark will use (`java_binary`), or None."""
+    java = java_binary()
     if not java or not os.path.exists(java):
         return None
     try:
@@ -174,7 +179,7 @@ def build_session(settings: SparkSettings) -> SparkSession:
     )
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
-    archive = class_archive.archive_path(settings.class_archive) if launching and local else None
+    archive = class_archive.archive_path(settings.class_archive, java_binary()) if launching and local else None
     archive_options, partial = class_archive.jvm_options(archive) if archive else ([], None)
     if launching:
         builder = builder.config(DRIVER_JAVA_OPTIONS, driver_java_options(settings, archive_options))
@@ -183,7 +188,7 @@ def build_session(settings: SparkSettings) -> SparkSession:
         class_archive.publish_at_exit(partial, archive)
     spark.sparkContext.setLogLevel(settings.log_level)
     blas = ""
-    if settings.master.startswith("local") and missing_native_blas():
+    if local and missing_native_blas():
         blas = (f"; MLlib uses its Java BLAS: no native {' or '.join(missing_native_blas())} library here "
                 "(OpenBLAS trained 1.5x faster at rank 64: README, Performance)")
     log.info("spark %s session ready (master %s%s)", spark.version, spark.sparkContext.master, blas)
