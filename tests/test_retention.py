@@ -104,3 +104,18 @@ def test_every_dated_output_lives_in_its_kind_folder():
     assert written.keys() == set(DATED_KINDS)
     for kind, path in written.items():
         assert path.startswith(f"{paths.dated_root(kind)}/run_date={day}")
+
+
+def test_clean_keeps_the_models_of_the_last_test_days_nights_for_the_next_gates(spark, tmp_path, capsys):
+    root = tmp_path / "out"
+    paths = Paths(str(root))
+    for version in ("als-20261110-aaaa", "als-20261116-bbbb", "als-20261120-cccc", "als-20261122-dddd"):
+        _folder(Path(paths.model(version)))
+    args = ["--run-date", "2026-11-22", "--set", f"output.root={root}", "--set", "retention.keep_models=1"]
+    assert cli.main(["clean", "--dry-run", *args]) == 0
+    # evaluate.test_days = 7: the gates of 11-23 .. 11-29 measure the models of 11-16 .. 11-22.
+    assert [r["path"] for r in json.loads(capsys.readouterr().out)["removed"]] == [paths.model("als-20261110-aaaa")]
+    assert cli.main(["clean", "--dry-run", *args, "--set", "evaluate.split=random"]) == 0
+    assert [r["path"] for r in json.loads(capsys.readouterr().out)["removed"]] == [
+        paths.model(v) for v in ("als-20261110-aaaa", "als-20261116-bbbb", "als-20261120-cccc")
+    ]

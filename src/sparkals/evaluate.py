@@ -133,16 +133,18 @@ def measure(lists: dict[str, DataFrame], truth: DataFrame, ks: list[int], n_item
 
 def evaluate_holdout(
     holdout: Holdout, ratings: RatingsSettings, als: ALSSettings, settings: EvaluateSettings, as_of: dt.date,
-    with_baselines: bool = True, excluded: DataFrame | None = None,
+    with_baselines: bool = True, excluded: DataFrame | None = None, fitted: FittedModel | None = None,
 ) -> dict[str, Any]:
-    """Train on the holdout's past, score its test users, and measure ALS (and the baselines).
+    """Train on the holdout's past (or take `fitted`, a model that already learned exactly that),
+    score its test users, and measure ALS (and the baselines).
 
     Every system is measured on the same users: the test users with a training rating, the ones
     ALS can personalise. Test users new since the cutoff get the fallback in production whichever
     model serves, so they say nothing about the model; the report counts them (`cold_test_users`).
     """
-    fitted = fit_model(holdout.train, ratings, als, as_of, excluded)
-    log.info("evaluate: ALS trained on %s training ratings in %.1f s; listing and measuring %s",
+    if fitted is None:
+        fitted = fit_model(holdout.train, ratings, als, as_of, excluded)
+    log.info("evaluate: ALS of %s training ratings (trained in %.1f s); listing and measuring %s",
              f"{fitted.ratings:,}", fitted.train_seconds, ", ".join(["als", *BASELINES] if with_baselines else ["als"]))
     all_truth, seen = relevance(holdout, settings)
     truth = all_truth.join(fitted.users.select(USER_ID), USER_ID, "left_semi").cache()

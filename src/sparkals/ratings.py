@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -58,18 +58,20 @@ def aggregate_ratings(
     weights: Mapping[str, float],
     run_date: dt.date | None = None,
     half_life_days: float = 0.0,
+    extra: Sequence[Column] = (),
 ) -> DataFrame:
     """Sum weighted (and, with a half-life, decayed) events per (user_id, item_id).
 
     Event types without a weight are ignored; a `quantity` column, when the events have one,
-    multiplies the weight (three units bought count three times).
+    multiplies the weight (three units bought count three times). `extra` aggregates ride along in
+    the same grouping (the night's events digest, taken without a second pass over the events).
     """
     require_columns(events, [USER_ID, ITEM_ID, EVENT], "aggregate_ratings")
     value = event_value(events, _weight_of(weights)[F.col(EVENT)], run_date, half_life_days)
     return (
         events.filter(F.col(EVENT).isin(list(weights)))
         .groupBy(USER_ID, ITEM_ID)
-        .agg(F.sum(value).alias(RATING))
+        .agg(F.sum(value).alias(RATING), *extra)
     )
 
 

@@ -27,6 +27,12 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# sparkals evaluation, run date {report.get('run_date', '')}", ""]
     split = report["split"]
     lines.append(f"Split: {split['method']}" + (f", test from {split['cutoff']}" if split.get("cutoff") else ""))
+    holdout_model = report.get("holdout_model")
+    if holdout_model:
+        lines.append(
+            f"Holdout model: the night of {holdout_model['run_date']}'s {holdout_model['model_version']}"
+            if holdout_model["source"] == "reused" else f"Holdout model: trained here ({holdout_model['reason']})"
+        )
     lines.append(f"Headline: ALS {report['metric']} = {report['headline']:.4f}")
     for name, lift in (report.get("lift") or {}).items():
         if lift is not None:

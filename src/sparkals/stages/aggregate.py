@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from sparkals import fs
 from sparkals.config import Config, RatingsSettings
 from sparkals.errors import PipelineError
+from sparkals.events_digest import COUNT, DIGEST, EventsDigest, digest_aggregates
 from sparkals.paths import Paths
 from sparkals.ratings import MatrixStats, aggregate_ratings, build_indexes, index_ratings, matrix_stats, refine_ratings
 from sparkals.stages.common import (
@@ -29,6 +30,7 @@ class Shape:
     users: int
     items: int
     nonzeros: int
+    events: EventsDigest  # the weighted events the ratings were built from
 
 
 @dataclass(frozen=True)
@@ -46,15 +48,20 @@ def build_ratings_counted(
     events: DataFrame, settings: RatingsSettings, run_date: dt.date, excluded: DataFrame | None
 ) -> tuple[DataFrame, Shape]:
     """(user_id, item_id, rating) as `ratings.build_ratings` makes them, cached, and the shape of
-    the matrix before the filters (to say what they removed): one aggregation serves both."""
-    aggregated = aggregate_ratings(events, settings.weights, run_date, settings.half_life_days).cache()
+    the matrix before the filters (to say what they removed) with the digest of the events: one
+    aggregation serves all three."""
+    aggregated = aggregate_ratings(
+        events, settings.weights, run_date, settings.half_life_days, extra=digest_aggregates(events)
+    ).cache()
     before = aggregated.agg(
         F.count("*").alias("nonzeros"), F.countDistinct(USER_ID).alias("users"), F.countDistinct(ITEM_ID).alias("items"),
+        F.sum(COUNT).alias(COUNT), F.sum(DIGEST).alias(DIGEST),
     ).first()
-    ratings = refine_ratings(aggregated, settings, excluded).cache()
+    ratings = refine_ratings(aggregated.drop(COUNT, DIGEST), settings, excluded).cache()
     ratings.count()
     aggregated.unpersist()
-    return ratings, Shape(before["users"], before["items"], before["nonzeros"])
+    digest = EventsDigest(int(before[COUNT] or 0), int(before[DIGEST] or 0))
+    return ratings, Shape(before["users"], before["items"], before["nonzeros"], digest)
 
 
 @timed("aggregate")
@@ -79,7 +86,7 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> AggregateResult:
     removed = _removed(before, stats)
     fs.write_json(spark, paths.ratings_stats(run_date), {
         "run_date": str(run_date), **stats.as_dict(), "removed_by_filters": removed,
-        "settings": dataclasses.asdict(cfg.ratings),
+        "settings": dataclasses.asdict(cfg.ratings), "events_digest": before.events.as_dict(),
     })
     return AggregateResult(stats.nonzeros, stats.users, stats.items, round(stats.density, 6),
                            removed["users"], removed["items"])

@@ -1,8 +1,9 @@
 """Stage `clean`: retention. Removes dated outputs older than `retention.keep_days` and models
 beyond `retention.keep_models` (what goes is decided in retention.py), at the end of each
-successful night and with `sparkals clean --dry-run|--yes`. Clean events (`events/`, the history
-ALS learns from) and run records (`runs/`) are never touched. Also here: removing Spark's
-checkpoint files when a run ends."""
+successful night and with `sparkals clean --dry-run|--yes`. The models of the last
+`evaluate.test_days` nights stay whatever `keep_models` says: the coming nights' gates measure
+them (stages/holdout_model.py). Clean events (`events/`, the history ALS learns from) and run
+records (`runs/`) are never touched. Also here: removing Spark's checkpoint files when a run ends."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from sparkals.config import Config
 from sparkals.paths import DATED_KINDS, Paths
 from sparkals.retention import expired_dates, surplus_models
 from sparkals.stages.common import model_run_date, model_version, timed
+from sparkals.stages.holdout_model import nights_to_keep
 
 __all__ = ["CleanResult", "Removal", "pinned", "plan", "remove_checkpoints", "run"]
 
@@ -89,6 +91,9 @@ def plan(spark: SparkSession, cfg: Config, run_date: dt.date) -> list[tuple[str,
         name: (day, fs.modified_at(spark, paths.model(name)))
         for name in fs.list_names(spark, paths.models) if (day := model_run_date(name)) is not None
     }
+    # The models the coming nights' gates will measure as their holdout models (stages/holdout_model.py).
+    reused = nights_to_keep(cfg.evaluate, run_date)
+    versions |= {name for name, (day, _) in models.items() if day in reused}
     doomed += [(MODELS, paths.model(name)) for name in surplus_models(models, keep.keep_models, versions)]
     return doomed
 

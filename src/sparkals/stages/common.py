@@ -8,13 +8,16 @@ import datetime as dt
 import functools
 import logging
 import re
+import subprocess
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+import sparkals
 from sparkals import fs
 from sparkals.config import Config
 from sparkals.errors import EmptyHoldoutError, PipelineError
@@ -24,7 +27,7 @@ from sparkals.vocabulary import EVENT_DATE, ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
 
 __all__ = [
     "model_run_date", "model_version", "open_holdout", "previous_index_date", "read_events", "read_exclusion_file",
-    "read_indexes", "timed", "write_indexes",
+    "read_indexes", "revision", "timed", "write_indexes",
 ]
 
 log = logging.getLogger("sparkals.stages")
@@ -56,6 +59,20 @@ def _brief(result: Any) -> str:
     return " ".join(
         f"{k}={v}" for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seconds"
     )
+
+
+@functools.lru_cache(maxsize=1)
+def revision() -> str:
+    """The code that runs: the git revision when run from a checkout, else the package version."""
+    package = f"sparkals {sparkals.__version__}"
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return package
+    return (found.stdout.strip() if found.returncode == 0 else "") or package
 
 
 def model_version(cfg: Config, run_date: dt.date) -> str:

@@ -15,6 +15,7 @@ from sparkals.evaluate import evaluate_holdout
 from sparkals.paths import Paths
 from sparkals.report import html_page, markdown
 from sparkals.stages.common import open_holdout, read_exclusion_file, timed
+from sparkals.stages.holdout_model import reusable_model
 
 __all__ = ["EvaluateResult", "run", "write_report"]
 
@@ -38,12 +39,15 @@ def write_report(spark: SparkSession, folder: str, report: dict[str, Any]) -> No
 
 @timed("evaluate")
 def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> EvaluateResult:
-    """Measure on the configured holdout and write the report."""
+    """Measure on the configured holdout and write the report. On a time split the model the night
+    before the test period trained is measured when it learned exactly what the holdout model would
+    (stages/holdout_model.py); otherwise the holdout model is trained here."""
     with open_holdout(spark, cfg, run_date) as (holdout, as_of):
+        fitted, holdout_model = reusable_model(spark, cfg, holdout)
         measured = evaluate_holdout(
-            holdout, cfg.ratings, cfg.als, cfg.evaluate, as_of, excluded=read_exclusion_file(spark, cfg)
+            holdout, cfg.ratings, cfg.als, cfg.evaluate, as_of, excluded=read_exclusion_file(spark, cfg), fitted=fitted
         )
-    report = {"run_date": str(run_date), **measured}
+    report = {"run_date": str(run_date), **measured, "holdout_model": holdout_model}
     folder = Paths(cfg.output.root).reports(run_date)
     write_report(spark, folder, report)
     k, metric = str(cfg.evaluate.metric_k), cfg.evaluate.metric

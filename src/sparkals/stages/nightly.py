@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyspark
 from pyspark.sql import SparkSession
 
-import sparkals
 from sparkals import fs, tracking
 from sparkals.config import Config
 from sparkals.errors import unwritable_root
 from sparkals.paths import Paths
 from sparkals.stages import aggregate, clean, gate, ingest, recommend, train
+from sparkals.stages.common import revision
 
 __all__ = ["NightlyResult", "STAGES", "require_writable_root", "revision", "run"]
 
@@ -39,19 +37,6 @@ class NightlyResult:
     gate: gate.GateResult
     recommend: recommend.RecommendResult
     seconds: float
-
-
-def revision() -> str:
-    """The code that ran: the git revision when run from a checkout, else the package version."""
-    package = f"sparkals {sparkals.__version__}"
-    try:
-        found = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent, check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return package
-    return (found.stdout.strip() if found.returncode == 0 else "") or package
 
 
 def require_writable_root(spark: SparkSession, paths: Paths) -> None:

@@ -15,7 +15,8 @@ from sparkals.config import Config
 from sparkals.errors import PipelineError
 from sparkals.paths import Paths
 from sparkals.ratings import matrix_stats
-from sparkals.stages.common import model_version, timed
+from sparkals.stages.common import model_version, revision, timed
+from sparkals.stages.holdout_model import learned_with
 from sparkals.train import train_als
 
 __all__ = ["TrainResult", "run"]
@@ -44,12 +45,15 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> TrainResult:
         recorded = fs.read_json(spark, paths.ratings_stats(run_date))
         shape = (recorded["nonzeros"], recorded["users"], recorded["items"])
     else:
+        recorded = {}
         counted = matrix_stats(ratings)
         shape = (counted.nonzeros, counted.users, counted.items)
 
     fitted = train_als(ratings, cfg.als)
 
     version = model_version(cfg, run_date)
+    # Ratings built with other [ratings] settings than tonight's (aggregate run apart) learned something else.
+    learned = learned_with(cfg)
     fitted.model.write().overwrite().save(paths.model_data(version))
     result = TrainResult(version, round(fitted.seconds, 3), *shape)
     fs.write_json(spark, paths.model_metadata(version), {
@@ -62,5 +66,10 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> TrainResult:
         "train_seconds": result.train_seconds,
         "spark_version": pyspark.__version__,
         "config_fingerprint": cfg.fingerprint(),
+        # What a later gate checks before it measures this model as its holdout model
+        # (stages/holdout_model.py): the settings and code that trained it, the events it learned from.
+        "learned_with": learned if recorded.get("settings") == learned["ratings"] else None,
+        "revision": revision(),
+        "events_digest": recorded.get("events_digest"),
     })
     return result
