@@ -9,15 +9,14 @@ import json
 import pytest
 
 from sparkals import cli
-from sparkals.config import load_config
+from sparkals.config import EvaluateSettings, load_config
 from sparkals.evaluate import evaluate_holdout
 from sparkals.events_digest import digest_of
 from sparkals.generate import GeneratorSpec
+from sparkals.paths import Paths
 from sparkals.stages import aggregate, generate
 from sparkals.stages.common import open_holdout, read_events
 from sparkals.stages.holdout_model import REUSED, TRAINED, nights_to_keep, reusable_model
-from sparkals.config import EvaluateSettings
-from sparkals.paths import Paths
 
 START = dt.date(2026, 8, 1)
 TONIGHT = START + dt.timedelta(days=39)  # the last day of the generated log
@@ -42,13 +41,13 @@ def _ms(day: dt.date, hour: int) -> int:
 
 @pytest.fixture(scope="module")
 def two_nights(spark, tmp_path_factory):
-    """The holdout night (without its own gate; its ingest accepts the later days of the log, which
-    does not change what it learns), then tonight's night with the gate."""
+    """The holdout night's ingest, aggregate and train (its ingest accepts the later days of the
+    log, which does not change what it learns), then tonight's whole night with the gate."""
     root = tmp_path_factory.mktemp("holdout")
     log, out = str(root / "log"), root / "out"
     generate.run(spark, GeneratorSpec(users=300, items=120, events=9_000, seed=5, start=START, days=40), log)
-    first = _args(log, str(out), "gate.enabled=false", "ingest.max_future_days=60")
-    assert cli.main(["nightly", "--run-date", str(HOLDOUT_NIGHT), *first]) == 0
+    for stage in ("ingest", "aggregate", "train"):
+        assert cli.main([stage, "--run-date", str(HOLDOUT_NIGHT), *_args(log, str(out), "ingest.max_future_days=60")]) == 0
     assert cli.main(["nightly", "--run-date", str(TONIGHT), *_args(log, str(out))]) == 0
     return root, log, out
 
@@ -88,9 +87,10 @@ def test_the_reused_model_is_measured_on_the_same_users_and_baselines_as_a_retra
 @pytest.mark.slow
 def test_other_settings_or_changed_events_train_the_holdout_model_and_say_why(spark, two_nights):
     _, log, out = two_nights
-    assert cli.main(["evaluate", "--run-date", str(TONIGHT), *_args(log, str(out), "als.reg_param=0.05")]) == 0
-    other = _report(out, TONIGHT)["holdout_model"]
-    assert other["source"] == TRAINED and "other [ratings] or [als] settings" in other["reason"]
+    other = load_config([], [f"input.path={log}", f"output.root={out}", *SETTINGS, "als.reg_param=0.05"])
+    with open_holdout(spark, other, TONIGHT) as (holdout, _):
+        fitted, said = reusable_model(spark, other, holdout)
+    assert fitted is None and said["source"] == TRAINED and "other [ratings] or [als] settings" in said["reason"]
 
     # A late event re-ingested into a day the holdout night learned from.
     late = HOLDOUT_NIGHT - dt.timedelta(days=3)
@@ -98,9 +98,11 @@ def test_other_settings_or_changed_events_train_the_holdout_model_and_say_why(sp
         "timestamp,visitorid,event,itemid,transactionid\n" f"{_ms(late, 8)},late-user,view,late-item,\n"
     )
     assert cli.main(["ingest", "--run-date", str(TONIGHT), *_args(log, str(out))]) == 0
-    assert cli.main(["evaluate", "--run-date", str(TONIGHT), *_args(log, str(out))]) == 0
-    changed = _report(out, TONIGHT)["holdout_model"]
-    assert changed["source"] == TRAINED and f"the events up to {HOLDOUT_NIGHT} changed" in changed["reason"]
+    cfg = load_config([], [f"input.path={log}", f"output.root={out}", *SETTINGS])
+    with open_holdout(spark, cfg, TONIGHT) as (holdout, _):
+        fitted, said = reusable_model(spark, cfg, holdout)
+    assert fitted is None and said["source"] == TRAINED
+    assert f"the events up to {HOLDOUT_NIGHT} changed" in said["reason"]
 
 
 def test_the_events_digest_is_the_one_aggregate_records_however_the_events_are_partitioned(spark, tmp_path):
