@@ -1,13 +1,18 @@
 """The night as a user runs it: `sparkals nightly` as a new process each time (JVM start, class
 loading and JIT included), with and without the driver JVM's class archive (`spark.class_archive`),
-the two taking turns. Wall seconds per run, and the medians, to stdout and --out as JSON.
+the two taking turns. Wall seconds per run, and the medians, to stdout and --out as JSON. With
+--scheduled each timed night runs where the night before its test period ran first (ingest,
+aggregate and train in a process of its own, not timed), as on every night of a nightly schedule:
+its gate measures that night's model instead of training one (stages/holdout_model.py).
 
     .venv/bin/python scripts/bench_cold.py --events 100000 --repeats 3 --out /tmp/cold.json
+    .venv/bin/python scripts/bench_cold.py --events 100000 --repeats 2 --scheduled
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -24,11 +29,26 @@ from _bench_common import spread  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-def night(log: Path, out: Path, archive: str, overrides: list[str]) -> float:
+RUN_DATE = dt.date(2026, 11, 1)
+HOLDOUT_NIGHT = RUN_DATE - dt.timedelta(days=7)  # evaluate.test_days = 7
+
+
+def _holdout_night(args: list[str]) -> None:
+    """Ingest, aggregate and train of the night before the test period, in one new process (its
+    ingest accepts the later days of the log, which do not change what it learns)."""
+    stages = [[stage, "--run-date", str(HOLDOUT_NIGHT), *args, "--set", "ingest.max_future_days=3650"]
+              for stage in ("ingest", "aggregate", "train")]
+    script = f"import sys; from sparkals import cli; sys.exit(max(cli.main(a) for a in {stages!r}))"
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+
+
+def night(log: Path, out: Path, archive: str, overrides: list[str], scheduled: bool = False) -> float:
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "sparkals.cli", "nightly", "--config", str(REPO / "conf" / "local.toml"),
-               "--run-date", "2026-11-01", "--set", f"input.path={log}", "--set", f"output.root={out}",
-               "--set", f"spark.class_archive={archive}", *[x for o in overrides for x in ("--set", o)]]
+    args = ["--config", str(REPO / "conf" / "local.toml"), "--set", f"input.path={log}", "--set", f"output.root={out}",
+            "--set", f"spark.class_archive={archive}", *[x for o in overrides for x in ("--set", o)]]
+    if scheduled:
+        _holdout_night(args)
+    command = [sys.executable, "-m", "sparkals.cli", "nightly", "--run-date", str(RUN_DATE), *args]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
     return time.perf_counter() - started
@@ -39,6 +59,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000, help="the .bench/log-N that scripts/bench.py generated")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--set", action="append", default=["als.rank=32"], dest="overrides")
+    parser.add_argument("--scheduled", action="store_true", help="run the night before the test period first")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     log = REPO / ".bench" / f"log-{args.events}"
@@ -46,13 +67,13 @@ def main() -> None:
         sys.exit(f"no {log}: run scripts/bench.py --sizes {args.events} --only pipeline first")
     with tempfile.TemporaryDirectory() as work:
         archive = str(Path(work) / "driver.jsa")
-        first = night(log, Path(work) / "out", archive, args.overrides)  # writes the archive
+        first = night(log, Path(work) / "out", archive, args.overrides, args.scheduled)  # writes the archive
         runs: dict[str, list[float]] = {"with_archive": [], "without_archive": []}
         for _ in range(args.repeats):
-            runs["with_archive"].append(night(log, Path(work) / "out", archive, args.overrides))
-            runs["without_archive"].append(night(log, Path(work) / "out", "", args.overrides))
+            runs["with_archive"].append(night(log, Path(work) / "out", archive, args.overrides, args.scheduled))
+            runs["without_archive"].append(night(log, Path(work) / "out", "", args.overrides, args.scheduled))
             print(json.dumps({k: round(v[-1], 1) for k, v in runs.items()}), flush=True)
-    result = {"events": args.events, "overrides": args.overrides, "first_run_writing_the_archive": round(first, 2),
+    result = {"events": args.events, "overrides": args.overrides, "scheduled": args.scheduled, "first_run_writing_the_archive": round(first, 2),
               **{name: spread(values) for name, values in runs.items()}, "cpus": os.cpu_count()}
     print(json.dumps(result, indent=2))
     if args.out:

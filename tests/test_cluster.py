@@ -382,13 +382,16 @@ def test_a_night_survives_losing_an_executor_in_training_and_in_scoring(cluster,
     (found in /proc) are frozen in turn until one is caught holding a task it has not finished
     (its own log says so), and that one is killed.
 
-    The recommendations equal the undisturbed night's, scores to the bit. Why they may: ALS's
-    random start is seeded per block, so a recomputed block starts where it did; lost partitions
-    are recomputed from the same files. Why they might, rarely, not: a recomputation can fetch the
-    same ratings in another order, and each user's normal equations are then summed in another
-    order; the sums are in double precision (a difference near 1e-16) and the factors are kept as
-    float (resolution 6e-8), so the factors only change when a value lies that close to a float
-    rounding boundary. Checked: equal in every run so far."""
+    The recommendations equal the undisturbed night's: the same items at the same ranks from the
+    same source, the scores to a few float roundings (1e-6 relative). Why: ALS's random start is
+    seeded per block, so a recomputed block starts where it did; lost partitions are recomputed from
+    the same files. Why not to the bit: a recomputation can fetch the same ratings in another order,
+    and each user's normal equations are then summed in another order; the sums are in double
+    precision (a difference near 1e-16) and the factors are kept as float (resolution 6e-8), so a
+    factor changes by one rounding when a value lies that close to a float rounding boundary. Every
+    run up to 2026-11-25 was equal to the bit; on 2026-11-30 three runs in a row were not (the code
+    before and after the gate's holdout model reuse), the one inspected with 91 of 1,500 scores one
+    rounding apart (1.4e-7 relative) and no item moved."""
     out = tmp_path / "out"
     # gate.enabled=false: the gate's holdout evaluation would train a second ALS that this test does
     # not need (the undisturbed night's gate promoted the same model, so the same model scores).
@@ -413,5 +416,10 @@ def test_a_night_survives_losing_an_executor_in_training_and_in_scoring(cluster,
     summary = json.loads((out / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text())
     assert summary["status"] == "succeeded", summary
     got, expected = _recommendations(spark, out), _recommendations(spark, undisturbed.out)
-    differing = [(a, b) for a, b in zip(got, expected) if a != b]
-    assert len(got) == len(expected) and not differing, (kills, len(differing), differing[:5])
+    assert len(got) == len(expected)
+    listed = [((a.user_id, a.rank, a.item_id, a.source), (b.user_id, b.rank, b.item_id, b.source))
+              for a, b in zip(got, expected)]
+    moved = [(a, b) for a, b in listed if a != b]
+    assert not moved, (kills, len(moved), moved[:5])
+    rounded = [(a, b) for a, b in zip(got, expected) if a.score != pytest.approx(b.score, rel=1e-6)]
+    assert not rounded, (kills, len(rounded), rounded[:5])

@@ -144,8 +144,11 @@ def evaluate_holdout(
     """
     if fitted is None:
         fitted = fit_model(holdout.train, ratings, als, as_of, excluded)
-    log.info("evaluate: ALS of %s training ratings (trained in %.1f s); listing and measuring %s",
-             f"{fitted.ratings:,}", fitted.train_seconds, ", ".join(["als", *BASELINES] if with_baselines else ["als"]))
+        how = f"trained on {fitted.ratings:,} training ratings in {fitted.train_seconds:.1f} s"
+    else:
+        how = f"of {fitted.ratings:,} training ratings, trained before"
+    log.info("evaluate: ALS %s; listing and measuring %s", how,
+             ", ".join(["als", *BASELINES] if with_baselines else ["als"]))
     all_truth, seen = relevance(holdout, settings)
     truth = all_truth.join(fitted.users.select(USER_ID), USER_ID, "left_semi").cache()
     seen = seen.cache()
