@@ -1,0 +1,83 @@
+"""Where a scheduled night's gate spends its time: its parts run one after the other, each result
+materialised (which the gate itself does not do), on an output root where the night before the test
+period and the night itself already ran (e.g. .bench/out-1000000/scheduled0 after scripts/bench.py).
+Seconds per part, for --rounds rounds in one JVM (the first pays for class loading and JIT).
+
+    .venv/bin/python scripts/profile_gate.py --root .bench/out-1000000/scheduled0 --log .bench/log-1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench_common import local_session  # noqa: E402
+from sparkals import evaluate  # noqa: E402
+from sparkals.config import load_config  # noqa: E402
+from sparkals.stages.common import open_holdout  # noqa: E402
+from sparkals.stages.holdout_model import REUSED, reusable_model  # noqa: E402
+from sparkals.vocabulary import USER_ID  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def profile(spark, cfg, run_date: dt.date) -> dict[str, float]:
+    laps: dict[str, float] = {}
+    started = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        laps[name] = round(now - started[0], 2)
+        started[0] = now
+
+    settings = cfg.evaluate
+    with open_holdout(spark, cfg, run_date) as (holdout, _):
+        lap("events read, cached and split")
+        fitted, said = reusable_model(spark, cfg, holdout)
+        if said["source"] != REUSED:
+            sys.exit(f"the gate would train here: {said['reason']}")
+        lap("reuse check (digest) and model loaded")
+        all_truth, seen = evaluate.relevance(holdout, settings)
+        truth = all_truth.join(fitted.users.select(USER_ID), USER_ID, "left_semi").cache()
+        seen, audience = seen.cache(), truth.select(USER_ID).distinct().cache()
+        audience.count(), seen.count(), truth.count()
+        lap("relevance sets and audience")
+        n = max(settings.ks)
+        lists = {"als": evaluate.model_lists(fitted, audience, seen, n).cache()}
+        lists["als"].count()
+        lap("ALS lists")
+        lists.update(evaluate.baseline_lists(holdout, fitted.item_users, audience, seen, n, settings.recent_days))
+        for name in evaluate.BASELINES:
+            lists[name] = lists[name].cache()
+            lists[name].count()
+        lap("baseline lists")
+        evaluate.measure(lists, truth, settings.ks, fitted.items.count())
+        lap("metrics and coverage")
+        holdout.train.count(), holdout.test.count(), all_truth.select(USER_ID).distinct().count()
+        lap("report counts")
+    return laps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", required=True, help="output root of a scheduled night")
+    parser.add_argument("--log", required=True, help="the event log it ran on")
+    parser.add_argument("--run-date", default="2026-11-01")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--set", action="append", default=["als.rank=32"], dest="overrides")
+    args = parser.parse_args()
+    spark = local_session(driver_memory="8g")
+    cfg = load_config([REPO / "conf" / "local.toml"], [f"input.path={args.log}", f"output.root={args.root}", *args.overrides])
+    for number in range(args.rounds):
+        laps = profile(spark, cfg, dt.date.fromisoformat(args.run_date))
+        print(json.dumps({"round": number + 1, "seconds": round(sum(laps.values()), 2), **laps}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
