@@ -105,6 +105,23 @@ def test_other_settings_or_changed_events_train_the_holdout_model_and_say_why(sp
     assert f"the events up to {HOLDOUT_NIGHT} changed" in said["reason"]
 
 
+@pytest.mark.slow
+def test_an_edited_exclusion_file_trains_the_holdout_model(spark, tmp_path):
+    log, out, excluded = str(tmp_path / "log"), tmp_path / "out", tmp_path / "excluded.txt"
+    generate.run(spark, GeneratorSpec(users=60, items=40, events=1_500, seed=8, start=START, days=40), log)
+    excluded.write_text("# out of stock\nno-such-item\n")
+    exclusion = f"ratings.exclude_items_path={excluded}"
+    for stage in ("ingest", "aggregate", "train"):
+        args = _args(log, str(out), exclusion, "ingest.max_future_days=60")
+        assert cli.main([stage, "--run-date", str(HOLDOUT_NIGHT), *args]) == 0
+    cfg = load_config([], [f"input.path={log}", f"output.root={out}", *SETTINGS, exclusion])
+    with open_holdout(spark, cfg, TONIGHT) as (holdout, _):
+        assert reusable_model(spark, cfg, holdout)[1]["source"] == REUSED
+        excluded.write_text("# out of stock\nno-such-item\nanother-item\n")
+        fitted, said = reusable_model(spark, cfg, holdout)
+    assert fitted is None and said["source"] == TRAINED and "ratings.exclude_items_path changed" in said["reason"]
+
+
 def test_the_events_digest_is_the_one_aggregate_records_however_the_events_are_partitioned(spark, tmp_path):
     log, out = str(tmp_path / "log"), str(tmp_path / "out")
     generate.run(spark, GeneratorSpec(users=50, items=30, events=800, seed=3, start=START, days=10), log)

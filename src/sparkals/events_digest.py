@@ -19,7 +19,9 @@ from pyspark.sql import functions as F
 
 from sparkals.vocabulary import EVENT, EVENT_DATE, ITEM_ID, QUANTITY, TS, USER_ID
 
-__all__ = ["COUNT", "DIGEST", "EventsDigest", "digest_aggregates", "digest_of", "event_hash"]
+__all__ = [
+    "COUNT", "DIGEST", "EventsDigest", "digest_aggregates", "digest_of", "event_hash", "exclusion_digest", "rows_digest",
+]
 
 COUNT, DIGEST = "_digest_events", "_digest"
 # What an event is: every column that can change what it adds to a rating.
@@ -51,7 +53,18 @@ class EventsDigest:
         return EventsDigest(int(found["events"]), int(found["digest"])) if found else None
 
 
+def rows_digest(frame: DataFrame) -> EventsDigest:
+    """The digest of every row of `frame` (of the fields above it has): one Spark job."""
+    row = frame.agg(*digest_aggregates(frame)).first()
+    return EventsDigest(int(row[COUNT]), int(row[DIGEST] or 0))
+
+
 def digest_of(events: DataFrame, event_types: Sequence[str]) -> EventsDigest:
     """The digest of the events of `event_types` (those a rating counts): one Spark job."""
-    row = events.filter(F.col(EVENT).isin(list(event_types))).agg(*digest_aggregates(events)).first()
-    return EventsDigest(int(row[COUNT]), int(row[DIGEST] or 0))
+    return rows_digest(events.filter(F.col(EVENT).isin(list(event_types))))
+
+
+def exclusion_digest(excluded: DataFrame | None) -> EventsDigest | None:
+    """The digest of the item ids read from `ratings.exclude_items_path` (None without a file):
+    they are left out of the ratings, so they shape what a model learns as much as the events."""
+    return None if excluded is None else rows_digest(excluded)

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from sparkals import fs
 from sparkals.config import Config, RatingsSettings
 from sparkals.errors import PipelineError
-from sparkals.events_digest import COUNT, DIGEST, EventsDigest, digest_aggregates
+from sparkals.events_digest import COUNT, DIGEST, EventsDigest, digest_aggregates, exclusion_digest
 from sparkals.paths import Paths
 from sparkals.ratings import MatrixStats, aggregate_ratings, build_indexes, index_ratings, matrix_stats, refine_ratings
 from sparkals.stages.common import (
@@ -72,7 +72,8 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> AggregateResult:
     previous = previous_index_date(spark, paths, run_date)
     old_users, old_items = read_indexes(spark, paths, previous) if previous else (None, None)
 
-    ratings, before = build_ratings_counted(events, cfg.ratings, run_date, read_exclusion_file(spark, cfg))
+    excluded = read_exclusion_file(spark, cfg)
+    ratings, before = build_ratings_counted(events, cfg.ratings, run_date, excluded)
     users, items = write_indexes(spark, paths, run_date, *build_indexes(ratings, old_users, old_items))
     index_ratings(ratings, users, items).write.mode("overwrite").parquet(paths.ratings(run_date))
     ratings.unpersist()
@@ -87,6 +88,7 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> AggregateResult:
     fs.write_json(spark, paths.ratings_stats(run_date), {
         "run_date": str(run_date), **stats.as_dict(), "removed_by_filters": removed,
         "settings": dataclasses.asdict(cfg.ratings), "events_digest": before.events.as_dict(),
+        "exclusion_digest": _as_dict(exclusion_digest(excluded)),
     })
     return AggregateResult(stats.nonzeros, stats.users, stats.items, round(stats.density, 6),
                            removed["users"], removed["items"])
@@ -94,3 +96,7 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> AggregateResult:
 
 def _removed(before: Shape, after: MatrixStats) -> dict[str, int]:
     return {key: getattr(before, key) - getattr(after, key) for key in ("users", "items", "nonzeros")}
+
+
+def _as_dict(digest: EventsDigest | None) -> dict[str, int] | None:
+    return None if digest is None else digest.as_dict()

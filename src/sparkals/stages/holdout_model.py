@@ -9,13 +9,11 @@ night, gate included.
 
 That night's model stands in only when it provably learned what the evaluation would: the same
 `[ratings]` and `[als]` settings (recorded in its metadata as `learned_with`), the same code (the
-revision recorded when it was trained) and the same events (the digest of tonight's events before
-the cutoff equals the one its ratings were built from). Otherwise the evaluation trains, and its
-report says why. The model numbers users and items with that night's indexes, which extend earlier
-nights', so a reused and a retrained holdout model start ALS from different random factors: their
-scores differ by ALS's seed noise, not by what they learned. What the item exclusion file held that
-night is not checked: a file edited since changes what tonight's model may recommend, not what the
-holdout model learned from.
+revision recorded when it was trained), the same events (the digest of tonight's events before the
+cutoff equals the one its ratings were built from) and the same ids in the exclusion file. Otherwise
+the evaluation trains, and its report says why. The model numbers users and items with that night's
+indexes, which extend earlier nights', so a reused and a retrained holdout model start ALS from
+different random factors: their scores differ by ALS's seed noise, not by what they learned.
 """
 
 from __future__ import annotations
@@ -33,11 +31,11 @@ from pyspark.sql import functions as F
 from sparkals import fs
 from sparkals.config import Config, EvaluateSettings
 from sparkals.evaluate import FittedModel
-from sparkals.events_digest import EventsDigest, digest_of
+from sparkals.events_digest import EventsDigest, digest_of, exclusion_digest
 from sparkals.paths import Paths
 from sparkals.popularity import users_per_item
 from sparkals.split import Holdout
-from sparkals.stages.common import model_run_date, model_version, read_indexes, revision
+from sparkals.stages.common import model_run_date, model_version, read_exclusion_file, read_indexes, revision
 from sparkals.vocabulary import ITEM_ID, ITEM_IDX, SCORE, USER_IDX
 
 __all__ = ["REUSED", "TRAINED", "learned_with", "nights_to_keep", "reusable_model"]
@@ -108,6 +106,8 @@ def _why_not(
     recorded = EventsDigest.from_dict(metadata.get("events_digest"))
     if recorded is None:
         return f"{version} records no digest of the events it learned from"
+    if EventsDigest.from_dict(metadata.get("exclusion_digest")) != exclusion_digest(read_exclusion_file(spark, cfg)):
+        return f"the ids in ratings.exclude_items_path changed since that night trained {version}"
     found = digest_of(holdout.train, list(cfg.ratings.weights))
     if found != recorded:
         return (

@@ -67,9 +67,11 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> TrainResult:
         "spark_version": pyspark.__version__,
         "config_fingerprint": cfg.fingerprint(),
         # What a later gate checks before it measures this model as its holdout model
-        # (stages/holdout_model.py): the settings and code that trained it, the events it learned from.
+        # (stages/holdout_model.py): the settings and code that trained it, the events it learned
+        # from and the item ids left out of them.
         "learned_with": learned if recorded.get("settings") == learned["ratings"] else None,
         "revision": revision(),
         "events_digest": recorded.get("events_digest"),
+        "exclusion_digest": recorded.get("exclusion_digest"),
     })
     return result
