@@ -76,7 +76,7 @@ VARIANTS = {"night": [], "without_gate": ["gate.enabled=false"], "scheduled": []
 AFTER_HOLDOUT_NIGHT = {"scheduled"}
 
 
-def _holdout_night(spark: SparkSession, cfg: Config) -> None:
+def holdout_night(spark: SparkSession, cfg: Config) -> None:
     """Ingest, aggregate and train of the night before the measured night's test period, as that
     night ran (its ingest accepts the log's later days, which do not change what it learns)."""
     night = RUN_DATE - dt.timedelta(days=cfg.evaluate.test_days)
@@ -90,7 +90,7 @@ def _night(spark: SparkSession, log: str, out: Path, overrides: list[str], after
     shutil.rmtree(out, ignore_errors=True)
     cfg = load_config([REPO / "conf" / "local.toml"], [f"input.path={log}", f"output.root={out}", *overrides])
     if after_holdout_night:
-        _holdout_night(spark, cfg)
+        holdout_night(spark, cfg)
     peak_heap_mb(spark, reset=True)
     started = time.perf_counter()
     summary = nightly.run(spark, cfg, RUN_DATE)

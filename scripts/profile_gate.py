@@ -1,9 +1,10 @@
 """Where a scheduled night's gate spends its time: its parts run one after the other, each result
-materialised (which the gate itself does not do), on an output root where the night before the test
-period and the night itself already ran (e.g. .bench/out-1000000/scheduled0 after scripts/bench.py).
-Seconds per part, for --rounds rounds in one JVM (the first pays for class loading and JIT).
+materialised (which the gate itself does not do). First, into a fresh --root, the night before the
+test period (ingest, aggregate, train, as scripts/bench.py's scheduled variant runs it) and the
+night's ingest; then seconds per part, for --rounds rounds in one JVM (the first pays for class
+loading and JIT).
 
-    .venv/bin/python scripts/profile_gate.py --root .bench/out-1000000/scheduled0 --log .bench/log-1000000
+    .venv/bin/python scripts/profile_gate.py --root /tmp/profile-1M --log .bench/log-1000000
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,8 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench_common import local_session  # noqa: E402
+from bench import RUN_DATE, holdout_night  # noqa: E402
 from sparkals import evaluate  # noqa: E402
 from sparkals.config import load_config  # noqa: E402
+from sparkals.stages import ingest  # noqa: E402
 from sparkals.stages.common import open_holdout  # noqa: E402
 from sparkals.stages.holdout_model import REUSED, reusable_model  # noqa: E402
 from sparkals.vocabulary import USER_ID  # noqa: E402
@@ -66,16 +70,18 @@ def profile(spark, cfg, run_date: dt.date) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", required=True, help="output root of a scheduled night")
-    parser.add_argument("--log", required=True, help="the event log it ran on")
-    parser.add_argument("--run-date", default="2026-11-01")
+    parser.add_argument("--root", required=True, help="output root to prepare (emptied first)")
+    parser.add_argument("--log", required=True, help="an event log of scripts/bench.py (.bench/log-N)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--set", action="append", default=["als.rank=32"], dest="overrides")
     args = parser.parse_args()
     spark = local_session(driver_memory="8g")
+    shutil.rmtree(args.root, ignore_errors=True)
     cfg = load_config([REPO / "conf" / "local.toml"], [f"input.path={args.log}", f"output.root={args.root}", *args.overrides])
+    holdout_night(spark, cfg)
+    ingest.run(spark, cfg, RUN_DATE)
     for number in range(args.rounds):
-        laps = profile(spark, cfg, dt.date.fromisoformat(args.run_date))
+        laps = profile(spark, cfg, RUN_DATE)
         print(json.dumps({"round": number + 1, "seconds": round(sum(laps.values()), 2), **laps}), flush=True)
 
 
