@@ -51,7 +51,12 @@ def night(log: Path, out: Path, archive: str, overrides: list[str], scheduled: b
     command = [sys.executable, "-m", "sparkals.cli", "nightly", "--run-date", str(RUN_DATE), *args]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if scheduled:  # a scheduled night whose gate trained would be timed under the wrong name
+        report = json.loads((out / "reports" / f"run_date={RUN_DATE}" / "metrics.json").read_text())
+        if report["holdout_model"]["source"] != "reused":
+            sys.exit(f"the scheduled night's gate trained its holdout model: {report['holdout_model']['reason']}")
+    return seconds
 
 
 def main() -> None:
