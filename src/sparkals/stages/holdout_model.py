@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame, SparkSession
@@ -68,11 +70,15 @@ def reusable_model(
     if night is None:
         return None, {"source": TRAINED, "reason": f"the {holdout.method} split has no cutoff: no night trained on its past"}
     paths = Paths(cfg.output.root)
+    # Tonight's side of the checks, each a Spark job: taken once, whatever the number of candidates.
+    tonight = _Tonight(
+        functools.cache(lambda: digest_of(holdout.train, list(cfg.ratings.weights))),
+        functools.cache(lambda: exclusion_digest(read_exclusion_file(spark, cfg))),
+    )
     reasons = []
     for version in _models_of(spark, cfg, paths, night):
-        why_not = _why_not(spark, cfg, paths, version, night, holdout)
+        metadata, why_not = _why_not(spark, cfg, paths, version, night, tonight)
         if why_not is None:
-            metadata = fs.read_json(spark, paths.model_metadata(version))
             log.info("evaluate: the holdout model is %s, trained the night of %s on the same events", version, night)
             fitted = _load(spark, paths, version, night, int(metadata["ratings"]))
             return fitted, {"source": REUSED, "model_version": version, "run_date": str(night)}
@@ -89,32 +95,39 @@ def _models_of(spark: SparkSession, cfg: Config, paths: Paths, night: dt.date) -
     return sorted(found, key=lambda name: (name != same, name))
 
 
+@dataclass(frozen=True)
+class _Tonight:
+    events: Callable[[], EventsDigest]  # of tonight's weighted events before the cutoff
+    exclusion: Callable[[], EventsDigest | None]  # of the ids in tonight's exclusion file
+
+
 def _why_not(
-    spark: SparkSession, cfg: Config, paths: Paths, version: str, night: dt.date, holdout: Holdout
-) -> str | None:
-    """Why the night's model `version` cannot stand for the holdout model; None when it can."""
+    spark: SparkSession, cfg: Config, paths: Paths, version: str, night: dt.date, tonight: _Tonight
+) -> tuple[dict[str, Any], str | None]:
+    """The metadata of the night's model `version`, and why it cannot stand for the holdout model
+    (None when it can)."""
     if not fs.exists(spark, paths.model_metadata(version)) or not fs.exists(spark, paths.model_data(version)):
-        return f"{version} has no saved model or metadata"
+        return {}, f"{version} has no saved model or metadata"
     metadata = fs.read_json(spark, paths.model_metadata(version))
     if metadata.get("learned_with") != learned_with(cfg):
-        return f"{version} learned with other [ratings] or [als] settings"
+        return metadata, f"{version} learned with other [ratings] or [als] settings"
     if metadata.get("revision") != revision():
-        return f"{version} was trained by code {metadata.get('revision')}, this is {revision()}"
+        return metadata, f"{version} was trained by code {metadata.get('revision')}, this is {revision()}"
     for path in (paths.user_index(night), paths.item_index(night), paths.ratings(night)):
         if not fs.exists(spark, path):
-            return f"{path} of the night of {night} is gone"
+            return metadata, f"{path} of the night of {night} is gone"
     recorded = EventsDigest.from_dict(metadata.get("events_digest"))
     if recorded is None:
-        return f"{version} records no digest of the events it learned from"
-    if EventsDigest.from_dict(metadata.get("exclusion_digest")) != exclusion_digest(read_exclusion_file(spark, cfg)):
-        return f"the ids in ratings.exclude_items_path changed since that night trained {version}"
-    found = digest_of(holdout.train, list(cfg.ratings.weights))
+        return metadata, f"{version} records no digest of the events it learned from"
+    if EventsDigest.from_dict(metadata.get("exclusion_digest")) != tonight.exclusion():
+        return metadata, f"the ids in ratings.exclude_items_path changed since that night trained {version}"
+    found = tonight.events()
     if found != recorded:
-        return (
+        return metadata, (
             f"the events up to {night} changed since that night trained {version} "
             f"({found.events:,} weighted events now, {recorded.events:,} then, or their content differs)"
         )
-    return None
+    return metadata, None
 
 
 def _load(spark: SparkSession, paths: Paths, version: str, night: dt.date, ratings: int) -> FittedModel:
