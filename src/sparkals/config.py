@@ -165,6 +165,7 @@ class EvaluateSettings:
     metric: str = "ndcg"
     metric_k: int = 10
     max_test_users: int = 50_000
+    driver_max_cells: int = 100_000_000
 
 
 @dataclass
@@ -319,6 +320,8 @@ class Config:
             raise ConfigError("evaluate.test_fraction must be between 0 and 1 (exclusive)")
         if ev.max_test_users < 0:
             raise ConfigError("evaluate.max_test_users must not be negative (0: every test user)")
+        if ev.driver_max_cells < 0:
+            raise ConfigError("evaluate.driver_max_cells must not be negative (0: always in Spark jobs)")
         if ev.test_days < 1 or ev.leave_last_n < 1 or ev.recent_days < 1:
             raise ConfigError("evaluate.test_days, evaluate.leave_last_n and evaluate.recent_days must be at least 1")
         if not ev.ks or min(ev.ks) < 1:

@@ -20,6 +20,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from sparkals.config import ALSSettings, EvaluateSettings, RatingsSettings, TuneSettings
+from sparkals.driver_measure import TestSample, collect_sample, fits_on_driver, measure_model
 from sparkals.errors import PipelineError
 from sparkals.evaluate import FittedModel, measure, model_lists, relevance
 from sparkals.popularity import popularity_scores
@@ -51,7 +52,8 @@ def require_optuna() -> Any:
 class TuneHoldout:
     """What every trial shares, cached: the indexed training ratings per event type (`user_idx`,
     `item_idx`, one column per type of `event_types`), the index tables, the popularity counts
-    `FittedModel` carries, and the relevance sets and audience of the test period."""
+    `FittedModel` carries, and the relevance sets and audience of the test period; `sample`, the
+    same relevance sets on the driver when they fit `evaluate.driver_max_cells` (else None)."""
 
     event_types: tuple[str, ...]
     indexed: DataFrame
@@ -63,6 +65,7 @@ class TuneHoldout:
     audience: DataFrame
     pairs: int
     n_items: int
+    sample: TestSample | None = None
 
     def unpersist(self) -> None:
         for frame in (self.indexed, self.users, self.items, self.item_users, self.truth, self.seen, self.audience):
@@ -93,7 +96,12 @@ def prepare(
     item_users = popularity_scores(pairs).cache()
     item_users.count()
     pairs.unpersist()
-    return TuneHoldout(event_types, indexed, users, items, item_users, truth, seen, audience, count, items.count())
+    n_items = items.count()
+    sample = None
+    if fits_on_driver(audience.count(), n_items, settings.driver_max_cells):
+        sample = collect_sample(truth, seen if settings.exclude_seen else None, users, items)
+    log.info("tune: trials list and measure %s", "on the driver" if sample is not None else "in Spark jobs")
+    return TuneHoldout(event_types, indexed, users, items, item_users, truth, seen, audience, count, n_items, sample)
 
 
 @dataclass(frozen=True)
@@ -108,9 +116,13 @@ def run_trial(
 ) -> TrialOutcome:
     """Train ALS on the shared ratings weighted and transformed as `params` say, score the
     audience with the shared indexes and measure: `evaluate_holdout`'s ALS numbers for
-    `params` over the configured `ratings` and `als` settings."""
+    `params` over the configured `ratings` and `als` settings (on the driver when `data.sample`
+    holds the relevance sets there)."""
     rated = trial_ratings(data.indexed, data.event_types, params.ratings(ratings))
     trained = train_als(rated, params.als(als))
+    if data.sample is not None:
+        metrics = measure_model(trained.model, data.sample, settings.ks, data.n_items)
+        return TrialOutcome(metrics[str(settings.metric_k)][settings.metric], metrics, trained.seconds)
     fitted = FittedModel(trained.model, data.users, data.items, data.pairs, trained.seconds, data.item_users)
     mask = data.seen if settings.exclude_seen else None
     lists = {"als": model_lists(fitted, data.audience, mask, max(settings.ks))}
