@@ -52,17 +52,20 @@ def profile(spark, cfg, run_date: dt.date) -> dict[str, float]:
         seen, audience = seen.cache(), truth.select(USER_ID).distinct().cache()
         audience.count(), seen.count(), truth.count()
         lap("relevance sets and audience")
+        mask = seen if settings.exclude_seen else None
+        evaluate.measure_on_driver(fitted, holdout, truth, mask, settings, fitted.items.count(), True)
+        lap("listed and measured on the driver (what the gate does within evaluate.driver_max_cells)")
         n = max(settings.ks)
         lists = {"als": evaluate.model_lists(fitted, audience, seen, n).cache()}
         lists["als"].count()
-        lap("ALS lists")
+        lap("ALS lists (Spark)")
         lists.update(evaluate.baseline_lists(holdout, fitted.item_users, audience, seen, n, settings.recent_days))
         for name in evaluate.BASELINES:
             lists[name] = lists[name].cache()
             lists[name].count()
-        lap("baseline lists")
+        lap("baseline lists (Spark)")
         evaluate.measure(lists, truth, settings.ks, fitted.items.count())
-        lap("metrics and coverage")
+        lap("metrics and coverage (Spark)")
         holdout.train.count(), holdout.test.count(), all_truth.select(USER_ID).distinct().count()
         lap("report counts")
     return laps

@@ -1,7 +1,8 @@
 """Where a tune trial spends its time: the holdout `sparkals tune` prepares, then --rounds trials
-with the same settings, each part materialised on its own (which `run_trial` does not do), then
---rounds whole trials as `run_trial` runs them. One JVM: the first round pays for class loading
-and JIT.
+with the same settings, each part materialised on its own (which `run_trial` does not do; the
+lists and metrics both on the driver, as trials take them when the sample fits
+`evaluate.driver_max_cells`, and in Spark jobs), then --rounds whole trials as `run_trial` runs
+them. One JVM: the first round pays for class loading and JIT.
 
     .venv/bin/python scripts/profile_tune.py --root /tmp/profile-tune --log /work/.bench/log-100000
 """
@@ -21,6 +22,7 @@ from _bench_common import local_session  # noqa: E402
 from bench import RUN_DATE  # noqa: E402
 from sparkals import evaluate  # noqa: E402
 from sparkals.config import load_config  # noqa: E402
+from sparkals.driver_measure import measure_model  # noqa: E402
 from sparkals.search import TuneHoldout, prepare, run_trial  # noqa: E402
 from sparkals.stages import ingest  # noqa: E402
 from sparkals.stages.common import open_holdout  # noqa: E402
@@ -45,12 +47,15 @@ def parts(data: TuneHoldout, params: TrialParams, cfg) -> dict[str, float]:
     lap("trial ratings")
     trained = train_als(rated, params.als(cfg.als))
     lap("ALS fit")
+    if data.sample is not None:
+        measure_model(trained.model, data.sample, settings.ks, data.n_items)
+        lap("listed and measured on the driver")
     fitted = evaluate.FittedModel(trained.model, data.users, data.items, data.pairs, trained.seconds, data.item_users)
     lists = {"als": evaluate.model_lists(fitted, data.audience, data.seen, max(settings.ks)).cache()}
     lists["als"].count()
-    lap("ALS lists")
+    lap("ALS lists (Spark)")
     evaluate.measure(lists, data.truth, settings.ks, data.n_items)
-    lap("metrics and coverage")
+    lap("metrics and coverage (Spark)")
     rated.unpersist()
     return laps
 

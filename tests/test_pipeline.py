@@ -97,6 +97,7 @@ def _hit_rate(recs, held_out, users):
 def test_als_beats_random_and_most_popular_on_planted_tastes(spark):
     spec = GeneratorSpec(users=1500, items=600, events=150_000, seed=5, start=dt.date(2026, 7, 1), days=90)
     good = accepted(parse_events(generate_events(spark, spec), InputSettings(), IngestSettings(), dt.date(2026, 10, 1)))
+    good = good.cache()  # read by both sides of the split and the counts below: generate and parse once
     cutoff = dt.datetime(2026, 9, 15)
     train_events = good.filter(F.col("ts") < F.lit(cutoff))
     test_events = good.filter(F.col("ts") >= F.lit(cutoff))
@@ -133,6 +134,8 @@ def test_als_beats_random_and_most_popular_on_planted_tastes(spark):
     als_hr = _hit_rate(als_top, held_out, test_users)
     pop_hr = _hit_rate(pop_top, held_out, test_users)
     rand_hr = _hit_rate(rand_top, held_out, test_users)
+    for frame in (good, train, held_out):
+        frame.unpersist()
     print(f"HR@{k}: als {als_hr:.3f} popular {pop_hr:.3f} random {rand_hr:.3f}")
     assert als_hr > 1.5 * pop_hr
     assert als_hr > 2 * rand_hr

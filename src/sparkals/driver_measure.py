@@ -25,9 +25,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from sparkals.score import item_matrix, top_n
-from sparkals.vocabulary import FEATURES, ITEM_ID, ITEM_IDX, METRIC_NAMES, USER_ID, USER_IDX, require_columns
+from sparkals.vocabulary import FEATURES, ITEM_ID, ITEM_IDX, METRIC_NAMES, RANK, USER_ID, USER_IDX, require_columns
 
-__all__ = ["TestSample", "collect_sample", "fits_on_driver", "measure_model", "metrics_of", "top_items"]
+__all__ = [
+    "TestSample", "collect_sample", "fits_on_driver", "measure_model", "metrics_of", "popularity_lists", "top_items",
+]
 
 BLOCK_USERS = 1024  # users scored per matrix product, as recommend.block_size's default...
 BLOCK_BYTES = 256 * 2**20  # ...and at most this big a score matrix, as recommend.block_memory_mb's
@@ -38,14 +40,18 @@ def fits_on_driver(users: int, items: int, max_cells: int) -> bool:
     return max_cells > 0 and users * items <= max_cells
 
 
+OUTSIDE = 2**31  # item codes from here on: items the index lacks (item indexes are int32, below it)
+
+
 @dataclass(frozen=True)
 class TestSample:
-    """The evaluated users and their items, as item indexes grouped per user (CSR: user r's
-    entries are `[offsets[r], offsets[r + 1])`).
+    """The evaluated users and their items as item codes grouped per user (CSR: user r's entries
+    are `[offsets[r], offsets[r + 1])`). An item's code is its `item_idx`, or `OUTSIDE` + j for
+    the j-th item id the index lacks (`outside`: id to code), so that baselines, which may list
+    such items, are matched against the truth and masked like the model's lists.
 
     `users`: each evaluated user's `user_idx`, ascending. `truth_items`: the user's distinct
-    relevant items, -1 for an item the index lacks (it counts in |T|, it can never be hit).
-    `seen_items`: items masked out of the user's list (empty when nothing is masked).
+    relevant items. `seen_items`: items masked out of the user's lists (empty when nothing is masked).
     """
 
     users: np.ndarray
@@ -54,46 +60,67 @@ class TestSample:
     seen_offsets: np.ndarray
     seen_items: np.ndarray
     ids: DataFrame  # `id`: the users as a local relation, to pick their factors with a broadcast join
+    outside: dict[Any, int]
 
     @property
     def truth_sizes(self) -> np.ndarray:
         return np.diff(self.truth_offsets)
 
+    def codes(self, item_idx: Sequence[int | None], item_ids: Sequence[Any]) -> np.ndarray:
+        """The code of each item: its index, else (None) its id's code; an id the sample never
+        met gets a code of its own, past every other (it can match nothing)."""
+        fresh: dict[Any, int] = {}
+        past = OUTSIDE + len(self.outside)
+        return np.array([
+            index if index is not None
+            else self.outside[item_id] if item_id in self.outside
+            else fresh.setdefault(item_id, past + len(fresh))
+            for index, item_id in zip(item_idx, item_ids)
+        ], dtype=np.int64)
 
-def _grouped(user_idx: np.ndarray, item_idx: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, items) of the (user, item) rows grouped by `users`' order (rows of other users dropped)."""
+
+def _grouped(user_idx: np.ndarray, codes: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, codes) of the (user, item) rows grouped by `users`' order (rows of other users dropped)."""
     row = np.searchsorted(users, user_idx)
     keep = (row < len(users)) & (users[np.minimum(row, len(users) - 1)] == user_idx) if len(users) else row < 0
-    row, items = row[keep], item_idx[keep]
+    row, codes = row[keep], codes[keep]
     order = np.argsort(row, kind="stable")
     offsets = np.searchsorted(row[order], np.arange(len(users) + 1))
-    return offsets.astype(np.int64), items[order].astype(np.int64)
+    return offsets.astype(np.int64), codes[order].astype(np.int64)
+
+
+def _pairs(pairs: DataFrame, users: DataFrame, items: DataFrame) -> pa.Table:
+    """Distinct (`user_id`, `item_id`) pairs as `user_idx`, `item_idx` (null: not indexed) and, only
+    where the index lacks the item, its `item_id` (the rest stays null: nothing to ship)."""
+    return (
+        pairs.select(USER_ID, ITEM_ID).distinct().join(users, USER_ID).join(items, ITEM_ID, "left")
+        .select(F.col(USER_IDX).cast("int"), F.col(ITEM_IDX).cast("int"),
+                F.when(F.col(ITEM_IDX).isNull(), F.col(ITEM_ID)).alias(ITEM_ID))
+        .toArrow()
+    )
 
 
 def collect_sample(truth: DataFrame, seen: DataFrame | None, users: DataFrame, items: DataFrame) -> TestSample:
     """The sample from `truth` (`user_id`, `item_id`: relevant pairs of users with a `user_idx`)
     and `seen` (`user_id`, `item_id` to mask; None: mask nothing): two collects, once."""
     require_columns(truth, [USER_ID, ITEM_ID], "collect_sample (truth)")
-    relevant = (
-        truth.select(USER_ID, ITEM_ID).distinct().join(users, USER_ID).join(items, ITEM_ID, "left")
-        .select(F.col(USER_IDX).cast("int"), F.coalesce(F.col(ITEM_IDX).cast("int"), F.lit(-1)).alias(ITEM_IDX))
-        .toArrow()
-    )
-    truth_users = relevant.column(USER_IDX).to_numpy()
-    sample_users = np.unique(truth_users).astype(np.int32)
-    truth_offsets, truth_items = _grouped(truth_users, relevant.column(ITEM_IDX).to_numpy(), sample_users)
+    tables = [_pairs(truth, users, items)] + ([] if seen is None else [_pairs(seen, users, items)])
+    outside: dict[Any, int] = {}
+    for table in tables:
+        for item_id in table.column(ITEM_ID).drop_null().to_pylist():
+            outside.setdefault(item_id, OUTSIDE + len(outside))
+    sample_users = np.unique(tables[0].column(USER_IDX).to_numpy()).astype(np.int32)
+    grouped = []
+    for table in tables:
+        codes = pc.fill_null(table.column(ITEM_IDX), -1).to_numpy().astype(np.int64)
+        lacking = np.flatnonzero(pc.is_null(table.column(ITEM_IDX)).to_numpy())
+        codes[lacking] = [outside[item_id] for item_id in table.column(ITEM_ID).take(pa.array(lacking)).to_pylist()]
+        grouped.append(_grouped(table.column(USER_IDX).to_numpy(), codes, sample_users))
     if seen is None:
-        seen_offsets, seen_items = np.zeros(len(sample_users) + 1, dtype=np.int64), np.empty(0, dtype=np.int64)
-    else:
-        masked = (
-            seen.select(USER_ID, ITEM_ID).distinct().join(users, USER_ID).join(items, ITEM_ID)
-            .select(F.col(USER_IDX).cast("int"), F.col(ITEM_IDX).cast("int")).toArrow()
-        )
-        seen_offsets, seen_items = _grouped(
-            masked.column(USER_IDX).to_numpy(), masked.column(ITEM_IDX).to_numpy(), sample_users
-        )
+        grouped.append((np.zeros(len(sample_users) + 1, dtype=np.int64), np.empty(0, dtype=np.int64)))
     ids = truth.sparkSession.createDataFrame(pa.table({"id": pa.array(sample_users, type=pa.int32())}))
-    return TestSample(sample_users, truth_offsets, truth_items, seen_offsets, seen_items, ids)
+    (truth_offsets, truth_items), (seen_offsets, seen_items) = grouped
+    return TestSample(sample_users, truth_offsets, truth_items, seen_offsets, seen_items, ids, outside)
 
 
 def _user_factors(model: ALSModel, sample: TestSample) -> tuple[np.ndarray, np.ndarray]:
@@ -129,6 +156,26 @@ def top_items(model: ALSModel, sample: TestSample, n: int) -> np.ndarray:
         scores[seen_rows[known], columns[known]] = -np.inf
         row_of, col_of, rank = top_n(scores, n)
         listed[block[row_of], rank - 1] = matrix.ids[col_of]
+    return listed
+
+
+def popularity_lists(candidates: DataFrame, items: DataFrame, sample: TestSample, n: int) -> np.ndarray:
+    """Each sample user's first `n` of `candidates` (`item_id`, `rank`: a popularity ranking of a
+    few hundred items) that the user has not seen: what `popularity.popularity_recs` lists for
+    them, as item codes (`users` x `n`, -1 past the end of a short list)."""
+    require_columns(candidates, [ITEM_ID, RANK], "popularity_lists (candidates)")
+    rows = candidates.join(items, ITEM_ID, "left").select(ITEM_ID, ITEM_IDX, RANK).orderBy(RANK).collect()
+    ranked = sample.codes([row[ITEM_IDX] for row in rows], [row[ITEM_ID] for row in rows])
+    users = len(sample.users)
+    listed = np.full((users, n), -1, dtype=np.int64)
+    if not users or not len(ranked):
+        return listed
+    width = int(max(ranked.max(), sample.seen_items.max(initial=0))) + 1
+    seen_codes = np.repeat(np.arange(users), np.diff(sample.seen_offsets)) * width + sample.seen_items
+    kept = ~np.isin(np.arange(users)[:, None] * width + ranked[None, :], seen_codes)
+    place = np.cumsum(kept, axis=1)
+    row_of, column = np.nonzero(kept & (place <= n))
+    listed[row_of, place[row_of, column] - 1] = ranked[column]
     return listed
 
 

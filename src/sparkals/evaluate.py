@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from sparkals.config import ALSSettings, EvaluateSettings, RatingsSettings
+from sparkals.driver_measure import collect_sample, fits_on_driver, measure_model, metrics_of, popularity_lists
 from sparkals.metrics import catalogue_coverage_of, exclude_seen_truth, ranking_metrics_of
 from sparkals.popularity import popular_items, popularity_recs, popularity_scores, top_items
 from sparkals.ratings import build_indexes, build_ratings, index_ratings
@@ -28,8 +29,8 @@ from sparkals.split import Holdout, user_items
 from sparkals.train import train_als
 from sparkals.vocabulary import EVENT, EVENT_DATE, ITEM_ID, RANK, USER_ID
 
-__all__ = ["BASELINES", "FittedModel", "baseline_lists", "evaluate_holdout", "fit_model", "measure", "model_lists",
-           "relevance"]
+__all__ = ["BASELINES", "FittedModel", "baseline_candidates", "baseline_lists", "evaluate_holdout", "fit_model",
+           "measure", "measure_on_driver", "model_lists", "relevance"]
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +97,46 @@ def relevance(holdout: Holdout, settings: EvaluateSettings) -> tuple[DataFrame, 
     return truth, seen
 
 
+def baseline_candidates(holdout: Holdout, item_users: DataFrame, n: int, recent_days: int) -> dict[str, DataFrame]:
+    """Each baseline's ranking (`item_id`, `rank`, `score`), long enough that masking a user's seen
+    items still leaves n: most popular overall (most users in the training ratings, `item_users`:
+    what ALS learned from) and most popular over the last `recent_days` before the test period
+    (distinct users in the events of those days)."""
+    until = holdout.cutoff or holdout.train.agg(F.max(EVENT_DATE)).first()[0]
+    since = until - dt.timedelta(days=recent_days) if until else None
+    candidates = n + 200
+    return {
+        "popular": top_items(item_users, candidates),
+        "recent_popular": popular_items(holdout.train, candidates, since=since),
+    }
+
+
 def baseline_lists(
     holdout: Holdout, item_users: DataFrame, audience: DataFrame, seen: DataFrame | None, n: int, recent_days: int
 ) -> dict[str, DataFrame]:
-    """Most popular overall (most users in the training ratings, `item_users`: what ALS learned
-    from) and most popular over the last `recent_days` before the test period (distinct users
-    in the events of those days)."""
-    until = holdout.cutoff or holdout.train.agg(F.max(EVENT_DATE)).first()[0]
-    since = until - dt.timedelta(days=recent_days) if until else None
-    candidates = n + 200  # enough popular items that masking seen ones still leaves n
+    """The baselines' top-n for every `audience` user, their `seen` items skipped."""
     return {
-        "popular": popularity_recs(audience, top_items(item_users, candidates), n, seen),
-        "recent_popular": popularity_recs(audience, popular_items(holdout.train, candidates, since=since), n, seen),
+        name: popularity_recs(audience, ranking, n, seen)
+        for name, ranking in baseline_candidates(holdout, item_users, n, recent_days).items()
     }
+
+
+def measure_on_driver(
+    fitted: FittedModel, holdout: Holdout, truth: DataFrame, seen: DataFrame | None, settings: EvaluateSettings,
+    n_items: int, with_baselines: bool,
+) -> dict[str, Any]:
+    """`measure`'s numbers for ALS (and the baselines) from the same lists built on the driver
+    (driver_measure.py): for test samples within `evaluate.driver_max_cells`."""
+    started = time.perf_counter()
+    n = max(settings.ks)
+    sample = collect_sample(truth, seen, fitted.users, fitted.items)
+    systems = {"als": measure_model(fitted.model, sample, settings.ks, n_items)}
+    if with_baselines:
+        for name, ranking in baseline_candidates(holdout, fitted.item_users, n, settings.recent_days).items():
+            systems[name] = metrics_of(popularity_lists(ranking, fitted.items, sample, n), sample, settings.ks, n_items)
+    log.info("evaluate: %s listed and measured in %.1f s (on the driver)", ", ".join(systems),
+             time.perf_counter() - started)
+    return systems
 
 
 def measure(lists: dict[str, DataFrame], truth: DataFrame, ks: list[int], n_items: int) -> dict[str, Any]:
@@ -155,14 +183,17 @@ def evaluate_holdout(
     audience = truth.select(USER_ID).distinct().cache()
     n = max(settings.ks)
     mask = seen if settings.exclude_seen else None
-    lists = {"als": model_lists(fitted, audience, mask, n)}
-    if with_baselines:
-        lists.update(baseline_lists(holdout, fitted.item_users, audience, mask, n, settings.recent_days))
     n_items = fitted.items.count()
-    systems = measure(lists, truth, settings.ks, n_items)
+    test_users = audience.count()
+    if fits_on_driver(test_users, n_items, settings.driver_max_cells):
+        systems = measure_on_driver(fitted, holdout, truth, mask, settings, n_items, with_baselines)
+    else:
+        lists = {"als": model_lists(fitted, audience, mask, n)}
+        if with_baselines:
+            lists.update(baseline_lists(holdout, fitted.item_users, audience, mask, n, settings.recent_days))
+        systems = measure(lists, truth, settings.ks, n_items)
     key = str(settings.metric_k)
     headline = systems["als"][key][settings.metric]
-    test_users = audience.count()
     report = {
         "split": holdout.describe(),
         "metric": f"{settings.metric}@{settings.metric_k}",
