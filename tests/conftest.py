@@ -41,6 +41,23 @@ def spark(tmp_path_factory):
     session.stop()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _release_cached_data():
+    """Release every cached DataFrame and persisted RDD (ALS keeps its factors) when a module ends.
+    Left behind, they filled the driver's 3 GB heap and squeezed later modules' execution memory:
+    a test took 115 s in the suite against 20 s alone."""
+    yield
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is None:
+        return
+    session.catalog.clearCache()
+    persisted = session.sparkContext._jsc.getPersistentRDDs()
+    for rdd_id in list(persisted.keys()):
+        persisted[rdd_id].unpersist(False)
+
+
 @pytest.fixture
 def small_settings(tmp_path):
     """Layered config for fast tests: tiny ALS blocks, output under tmp_path."""

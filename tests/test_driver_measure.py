@@ -122,7 +122,7 @@ def test_the_sample_holds_every_relevant_and_seen_pair(spark, case):
 
 @pytest.mark.slow
 def test_evaluate_holdout_reports_the_same_on_the_driver_and_in_spark_jobs(spark, tmp_path):
-    spec = GeneratorSpec(users=400, items=150, events=20_000, seed=8, start=dt.date(2026, 7, 1), days=60)
+    spec = GeneratorSpec(users=300, items=120, events=10_000, seed=8, start=dt.date(2026, 7, 1), days=60)
     run_date = dt.date(2026, 8, 29)
     events = accepted(parse_events(generate_events(spark, spec), InputSettings(), IngestSettings(), run_date)).cache()
     settings = EvaluateSettings(test_days=10)
