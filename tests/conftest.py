@@ -15,6 +15,9 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
+SHUFFLE_PARTITIONS = "4"
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     from sparkals.session import require_java
@@ -28,7 +31,7 @@ def spark(tmp_path_factory):
         .appName("sparkals-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.shuffle.partitions", SHUFFLE_PARTITIONS)
         .config("spark.default.parallelism", "4")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.warehouse.dir", str(warehouse))
@@ -41,11 +44,25 @@ def spark(tmp_path_factory):
     session.stop()
 
 
+@pytest.fixture(autouse=True)
+def _shuffle_partitions_restored():
+    """A command run in-process (`cli.main`) sets spark.sql.shuffle.partitions on the shared
+    session to its configuration's value (base.toml: 200). Put the suite's value back after each
+    test, or the tests after it run 200 tasks a shuffle (the planted-tastes test, after one such
+    command: 101 s in the suite, 20 s alone)."""
+    yield
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.conf.set("spark.sql.shuffle.partitions", SHUFFLE_PARTITIONS)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _release_cached_data():
-    """Release every cached DataFrame and persisted RDD (ALS keeps its factors) when a module ends.
-    Left behind, they filled the driver's 3 GB heap and squeezed later modules' execution memory:
-    a test took 115 s in the suite against 20 s alone."""
+    """Release every cached DataFrame and persisted RDD (ALS keeps its factors) when a module ends,
+    so that no module's caches stay in the driver's 3 GB heap for the rest of the suite (1.8-2.9 GB
+    were in use by the time test_pipeline ran)."""
     yield
     from pyspark.sql import SparkSession
 
