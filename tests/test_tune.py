@@ -73,11 +73,13 @@ def test_tune_records_every_trial_and_writes_a_snippet_the_config_loader_takes(i
 
 
 @pytest.mark.slow
-def test_a_trial_scores_exactly_what_evaluate_holdout_reports(spark, ingested):
-    """Same settings, same ratings, same indexes, same seed: the same model and the same metric.
-    tfidf and non-default weights exercise the weighted sum and the transform on indexes."""
+@pytest.mark.parametrize("driver_max_cells", [100_000_000, 0], ids=["on_the_driver", "in_spark_jobs"])
+def test_a_trial_scores_exactly_what_evaluate_holdout_reports(spark, ingested, driver_max_cells):
+    """Same settings, same ratings, same indexes, same seed: the same model and the same metric,
+    the trial measured on the driver or in Spark jobs. tfidf and non-default weights exercise the
+    weighted sum and the transform on indexes."""
     out, _ = ingested
-    settings = EvaluateSettings(test_days=14)
+    settings = EvaluateSettings(test_days=14, driver_max_cells=driver_max_cells)
     holdout = split_events(spark.read.parquet(str(out / "events")), settings, dt.date.fromisoformat(RUN_DATE))
     as_of = holdout.cutoff - dt.timedelta(days=1)
     ratings = RatingsSettings(weights={"view": 1.0, "addtocart": 2.5, "transaction": 8.0})
@@ -86,6 +88,7 @@ def test_a_trial_scores_exactly_what_evaluate_holdout_reports(spark, ingested):
 
     spark.sparkContext.setCheckpointDir(str(out / "checkpoints"))
     data = prepare(holdout, ratings, settings, as_of)
+    assert (data.sample is not None) == (driver_max_cells > 0)
     try:
         trial = run_trial(data, params, ratings, als, settings)
     finally:

@@ -122,11 +122,11 @@ def run_trial(
     trained = train_als(rated, params.als(als))
     if data.sample is not None:
         metrics = measure_model(trained.model, data.sample, settings.ks, data.n_items)
-        return TrialOutcome(metrics[str(settings.metric_k)][settings.metric], metrics, trained.seconds)
-    fitted = FittedModel(trained.model, data.users, data.items, data.pairs, trained.seconds, data.item_users)
-    mask = data.seen if settings.exclude_seen else None
-    lists = {"als": model_lists(fitted, data.audience, mask, max(settings.ks))}
-    metrics = measure(lists, data.truth, settings.ks, data.n_items)["als"]
+    else:
+        fitted = FittedModel(trained.model, data.users, data.items, data.pairs, trained.seconds, data.item_users)
+        mask = data.seen if settings.exclude_seen else None
+        lists = {"als": model_lists(fitted, data.audience, mask, max(settings.ks))}
+        metrics = measure(lists, data.truth, settings.ks, data.n_items)["als"]
     return TrialOutcome(metrics[str(settings.metric_k)][settings.metric], metrics, trained.seconds)
 
 
