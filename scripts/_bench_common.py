@@ -3,12 +3,16 @@ the median of several runs with its spread (never a single run)."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from pyspark.sql import SparkSession
@@ -43,6 +47,45 @@ def timed(run: Callable[[], Any], repeats: int = 3, warmup: int = 0) -> dict[str
         run()
         seconds.append(time.perf_counter() - started)
     return spread(seconds, digits=3)
+
+
+class Laps:
+    """Seconds between consecutive calls, by name: where a run of parts, each materialised on its
+    own, spends its time (scripts/profile_gate.py, scripts/profile_tune.py)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 2)
+        self._last = now
+
+    def line(self, round_number: int) -> str:
+        """The round's parts as one JSON line, with their sum."""
+        return json.dumps({"round": round_number, "seconds": round(sum(self.seconds.values()), 2), **self.seconds})
+
+
+def profile_arguments(description: str, rounds: int) -> argparse.Namespace:
+    """The profilers' command line: --root (an output root, emptied before use), --log (an event
+    log of scripts/bench.py), --rounds, --set (settings over conf/local.toml; rank 32 as bench.py)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", required=True, help="output root to prepare (emptied first)")
+    parser.add_argument("--log", required=True, help="an event log of scripts/bench.py (.bench/log-N)")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--set", action="append", default=["als.rank=32"], dest="overrides")
+    return parser.parse_args()
+
+
+def profile_config(args: argparse.Namespace, local_toml: Path) -> Any:
+    """A fresh output root for a profile: `args.root` emptied, the configuration over `local_toml`."""
+    from sparkals.config import load_config
+
+    shutil.rmtree(args.root, ignore_errors=True)
+    return load_config([local_toml], [f"input.path={args.log}", f"output.root={args.root}", *args.overrides])
 
 
 def spread(values: list[float], digits: int = 2) -> dict[str, Any]:

@@ -9,20 +9,15 @@ loading and JIT).
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
-import shutil
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_common import local_session  # noqa: E402
+from _bench_common import Laps, local_session, profile_arguments, profile_config  # noqa: E402
 from bench import RUN_DATE, holdout_night  # noqa: E402
 from sparkals import evaluate  # noqa: E402
-from sparkals.config import load_config  # noqa: E402
 from sparkals.stages import ingest  # noqa: E402
 from sparkals.stages.common import open_holdout  # noqa: E402
 from sparkals.stages.holdout_model import REUSED, reusable_model  # noqa: E402
@@ -31,15 +26,8 @@ from sparkals.vocabulary import USER_ID  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-def profile(spark, cfg, run_date: dt.date) -> dict[str, float]:
-    laps: dict[str, float] = {}
-    started = [time.perf_counter()]
-
-    def lap(name: str) -> None:
-        now = time.perf_counter()
-        laps[name] = round(now - started[0], 2)
-        started[0] = now
-
+def profile(spark, cfg, run_date: dt.date) -> Laps:
+    lap = Laps()
     settings = cfg.evaluate
     with open_holdout(spark, cfg, run_date) as (holdout, _):
         lap("events read, cached and split")
@@ -68,24 +56,17 @@ def profile(spark, cfg, run_date: dt.date) -> dict[str, float]:
         lap("metrics and coverage (Spark)")
         holdout.train.count(), holdout.test.count(), all_truth.select(USER_ID).distinct().count()
         lap("report counts")
-    return laps
+    return lap
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", required=True, help="output root to prepare (emptied first)")
-    parser.add_argument("--log", required=True, help="an event log of scripts/bench.py (.bench/log-N)")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--set", action="append", default=["als.rank=32"], dest="overrides")
-    args = parser.parse_args()
+    args = profile_arguments(__doc__, rounds=2)
     spark = local_session(driver_memory="8g")
-    shutil.rmtree(args.root, ignore_errors=True)
-    cfg = load_config([REPO / "conf" / "local.toml"], [f"input.path={args.log}", f"output.root={args.root}", *args.overrides])
+    cfg = profile_config(args, REPO / "conf" / "local.toml")
     holdout_night(spark, cfg)
     ingest.run(spark, cfg, RUN_DATE)
     for number in range(args.rounds):
-        laps = profile(spark, cfg, RUN_DATE)
-        print(json.dumps({"round": number + 1, "seconds": round(sum(laps.values()), 2), **laps}), flush=True)
+        print(profile(spark, cfg, RUN_DATE).line(number + 1), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,19 +9,16 @@ them. One JVM: the first round pays for class loading and JIT.
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_common import local_session  # noqa: E402
+from _bench_common import Laps, local_session, profile_arguments, profile_config  # noqa: E402
 from bench import RUN_DATE  # noqa: E402
 from sparkals import evaluate  # noqa: E402
-from sparkals.config import load_config  # noqa: E402
 from sparkals.driver_measure import measure_model  # noqa: E402
 from sparkals.search import TuneHoldout, prepare, run_trial  # noqa: E402
 from sparkals.stages import ingest  # noqa: E402
@@ -32,15 +29,8 @@ from sparkals.tuning import TrialParams, trial_ratings  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-def parts(data: TuneHoldout, params: TrialParams, cfg) -> dict[str, float]:
-    laps: dict[str, float] = {}
-    started = [time.perf_counter()]
-
-    def lap(name: str) -> None:
-        now = time.perf_counter()
-        laps[name] = round(now - started[0], 2)
-        started[0] = now
-
+def parts(data: TuneHoldout, params: TrialParams, cfg) -> Laps:
+    lap = Laps()
     settings = cfg.evaluate
     rated = trial_ratings(data.indexed, data.event_types, params.ratings(cfg.ratings)).cache()
     rated.count()
@@ -57,19 +47,13 @@ def parts(data: TuneHoldout, params: TrialParams, cfg) -> dict[str, float]:
     evaluate.measure(lists, data.truth, settings.ks, data.n_items)
     lap("metrics and coverage (Spark)")
     rated.unpersist()
-    return laps
+    return lap
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", required=True, help="output root to prepare (emptied first)")
-    parser.add_argument("--log", required=True, help="an event log of scripts/bench.py (.bench/log-N)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--set", action="append", default=["als.rank=32"], dest="overrides")
-    args = parser.parse_args()
+    args = profile_arguments(__doc__, rounds=3)
     spark = local_session(driver_memory="8g")
-    shutil.rmtree(args.root, ignore_errors=True)
-    cfg = load_config([REPO / "conf" / "local.toml"], [f"input.path={args.log}", f"output.root={args.root}", *args.overrides])
+    cfg = profile_config(args, REPO / "conf" / "local.toml")
     ingest.run(spark, cfg, RUN_DATE)
     params = TrialParams(rank=cfg.als.rank, reg_param=cfg.als.reg_param, alpha=cfg.als.alpha,
                          confidence=cfg.ratings.confidence, weights=dict(cfg.ratings.weights))
@@ -79,8 +63,7 @@ def main() -> None:
         print(json.dumps({"prepare": round(time.perf_counter() - started, 2), "training_ratings": data.pairs,
                           "items": data.n_items}), flush=True)
         for number in range(args.rounds):
-            laps = parts(data, params, cfg)
-            print(json.dumps({"round": number + 1, "seconds": round(sum(laps.values()), 2), **laps}), flush=True)
+            print(parts(data, params, cfg).line(number + 1), flush=True)
         for number in range(args.rounds):
             started = time.perf_counter()
             outcome = run_trial(data, params, cfg.ratings, cfg.als, cfg.evaluate)
