@@ -161,6 +161,14 @@ def top_items(model: ALSModel, sample: TestSample, n: int) -> np.ndarray:
     return listed
 
 
+def _in_rows(grid: np.ndarray, offsets: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Whether each cell of `grid` (a row per sample user, item codes, -1 for none) is one of that
+    user's `items` (grouped per user by `offsets`): one `isin` over (row, code) pairs."""
+    width = int(max(grid.max(initial=-1), items.max(initial=-1))) + 2
+    rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    return np.isin(np.arange(len(grid))[:, None] * width + grid, rows * width + items) & (grid >= 0)
+
+
 def popularity_lists(candidates: DataFrame, items: DataFrame, sample: TestSample, n: int) -> np.ndarray:
     """Each sample user's first `n` of `candidates` (`item_id`, `rank`: a popularity ranking of a
     few hundred items) that the user has not seen: what `popularity.popularity_recs` lists for
@@ -172,9 +180,7 @@ def popularity_lists(candidates: DataFrame, items: DataFrame, sample: TestSample
     listed = np.full((users, n), -1, dtype=np.int64)
     if not users or not len(ranked):
         return listed
-    width = int(max(ranked.max(), sample.seen_items.max(initial=0))) + 1
-    seen_codes = np.repeat(np.arange(users), np.diff(sample.seen_offsets)) * width + sample.seen_items
-    kept = ~np.isin(np.arange(users)[:, None] * width + ranked[None, :], seen_codes)
+    kept = ~_in_rows(np.broadcast_to(ranked, (users, len(ranked))), sample.seen_offsets, sample.seen_items)
     place = np.cumsum(kept, axis=1)
     row_of, column = np.nonzero(kept & (place <= n))
     listed[row_of, place[row_of, column] - 1] = ranked[column]
@@ -187,11 +193,7 @@ def metrics_of(listed: np.ndarray, sample: TestSample, ks: Sequence[int], n_item
     sample's users (each has truth), coverage over `n_items`."""
     users = len(sample.users)
     truth_sizes = sample.truth_sizes.astype(np.float64)
-    width = int(max(listed.max(initial=-1), sample.truth_items.max(initial=-1))) + 2
-    row_of_truth = np.repeat(np.arange(users), np.diff(sample.truth_offsets))
-    truth_codes = row_of_truth * width + sample.truth_items
-    listed_codes = np.arange(users)[:, None] * width + listed
-    hits = np.isin(listed_codes, truth_codes[sample.truth_items >= 0]) & (listed >= 0)
+    hits = _in_rows(listed, sample.truth_offsets, sample.truth_items)
     positions = np.arange(listed.shape[1], dtype=np.float64)
     ideal = np.concatenate([[0.0], np.cumsum([1.0 / math.log2(p + 1) for p in range(1, listed.shape[1] + 1)])])
     with_recs = float(np.mean(listed[:, 0] >= 0)) if users and listed.shape[1] else math.nan
