@@ -155,8 +155,11 @@ def test_look_back_window_over_hive_partitions(spark, small_settings, tmp_path):
     assert result["rows_read"] == 2
 
 
+# The nights below test what ingest accepts all the way to the recommendations; the gate, which
+# would train a second ALS on these few rows, is tested elsewhere (test_pipeline, test_holdout_model).
 TINY_ALS = ["--set", "als.rank=4", "--set", "als.max_iter=3", "--set", "als.num_user_blocks=2",
-            "--set", "als.num_item_blocks=2", "--set", "spark.shuffle_partitions=4", "--set", "spark.log_level=ERROR"]
+            "--set", "als.num_item_blocks=2", "--set", "spark.shuffle_partitions=4", "--set", "spark.log_level=ERROR",
+            "--set", "gate.enabled=false"]
 
 
 @pytest.mark.slow

@@ -29,53 +29,6 @@ def event_log(spark, tmp_path_factory):
     return out
 
 
-@pytest.mark.slow
-def test_nightly_writes_n_distinct_ranked_items_per_user(spark, event_log, tmp_path, capsys):
-    out = tmp_path / "out"
-    old = [out / "ratings" / "run_date=2026-08-01", out / "recommendations" / "run_date=2026-08-01"]
-    for folder in old:  # a night more than retention.keep_days (30) before this one
-        folder.mkdir(parents=True)
-        (folder / "part-00000.parquet").write_bytes(b"old")
-    code = cli.main([
-        "nightly", "--run-date", RUN_DATE,
-        "--set", f"input.path={event_log}", "--set", f"output.root={out}",
-        "--set", "als.num_user_blocks=2", "--set", "als.num_item_blocks=2",
-        "--set", "als.rank=8", "--set", "als.max_iter=4", "--set", "recommend.top_n=5",
-        "--set", "spark.shuffle_partitions=4", "--set", "spark.log_level=ERROR",
-    ])
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert "users scored" in printed and "recommendations" in printed
-
-    recs = spark.read.parquet(str(out / "recommendations" / f"run_date={RUN_DATE}"))
-    assert recs.columns == ["user_id", "rank", "item_id", "score", "source", "model_version"]
-    per_user = recs.groupBy("user_id").agg(
-        F.count("*").alias("n"), F.countDistinct("item_id").alias("distinct"),
-        F.sort_array(F.collect_list("rank")).alias("ranks"),
-    )
-    assert per_user.filter((F.col("n") != 5) | (F.col("distinct") != 5)).count() == 0
-    assert per_user.filter(F.col("ranks") != F.array(*[F.lit(i) for i in range(1, 6)])).count() == 0
-    by_rank = Window.partitionBy("user_id").orderBy("rank")
-    worse_than_next = recs.withColumn("next", F.lead("score").over(by_rank)).filter(F.col("next") > F.col("score"))
-    assert worse_than_next.count() == 0
-
-    raw = spark.read.option("header", "true").csv(event_log)
-    assert recs.join(raw, recs.user_id == raw.visitorid, "left_anti").count() == 0
-    assert recs.join(raw, recs.item_id == raw.itemid, "left_anti").count() == 0
-    assert per_user.count() == raw.select("visitorid").distinct().count()
-
-    summary = json.loads((out / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text())
-    assert summary["ingest"]["rows_read"] == 30_000
-    assert [r["path"] for r in summary["retention"]["removed"]] == [str(folder) for folder in old]
-    assert not any(folder.exists() for folder in old)
-    assert not (out / "checkpoints").exists() and not (out / "_LOCK.json").exists()
-    assert summary["recommend"]["users_scored"] == per_user.count()
-    (model_dir,) = [p for p in (out / "models").iterdir() if p.is_dir()]
-    assert json.loads((out / "models" / "_CURRENT.json").read_text())["model_version"] == model_dir.name
-    metadata = json.loads((model_dir / "metadata.json").read_text())
-    assert metadata["parameters"]["rank"] == 8 and metadata["spark_version"]
-
-
 def test_stage_without_its_input_says_what_to_run(spark, small_settings):
     with pytest.raises(PipelineError, match="run `sparkals ingest` first"):
         aggregate.run(spark, small_settings(), dt.date(2026, 10, 1))
@@ -149,8 +102,16 @@ def _part_file_digests(folder):
 
 
 @pytest.mark.slow
-def test_nightly_filters_seen_items_serves_light_users_and_reruns_identically(spark, event_log, tmp_path):
+def test_nightly_writes_n_ranked_unseen_items_per_user_serves_light_users_and_reruns_identically(
+        spark, event_log, tmp_path, capsys):
+    """One night (and the same night again) answers for the whole chain: n distinct ranked items per
+    user, seen items filtered, light users served the fallback, retention, model metadata, and a
+    rerun identical to the byte."""
     out = tmp_path / "out"
+    old = [out / "ratings" / "run_date=2026-08-01", out / "recommendations" / "run_date=2026-08-01"]
+    for folder in old:  # a night more than retention.keep_days (30) before this one
+        folder.mkdir(parents=True)
+        (folder / "part-00000.parquet").write_bytes(b"old")
     args = [
         "nightly", "--run-date", RUN_DATE,
         "--set", f"input.path={event_log}", "--set", f"output.root={out}",
@@ -162,13 +123,32 @@ def test_nightly_filters_seen_items_serves_light_users_and_reruns_identically(sp
         "--set", "recommend.similar_top_n=3", "--set", "recommend.block_size=64",
     ]
     assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "users scored" in printed and "recommendations" in printed
     target = out / "recommendations" / f"run_date={RUN_DATE}"
     recs = spark.read.parquet(str(target)).cache()
     events = spark.read.parquet(str(out / "events"))
 
+    # n distinct items a user, ranked 1..n, scores never rising down the list.
+    assert recs.columns == ["user_id", "rank", "item_id", "score", "source", "model_version"]
+    per_user = recs.groupBy("user_id").agg(
+        F.count("*").alias("n"), F.countDistinct("item_id").alias("distinct"),
+        F.sort_array(F.collect_list("rank")).alias("ranks"),
+    )
+    assert per_user.filter((F.col("n") != 5) | (F.col("distinct") != 5)).count() == 0
+    assert per_user.filter(F.col("ranks") != F.array(*[F.lit(i) for i in range(1, 6)])).count() == 0
+    by_rank = Window.partitionBy("user_id").orderBy("rank")
+    worse_than_next = recs.withColumn("next", F.lead("score").over(by_rank)).filter(F.col("next") > F.col("score"))
+    assert worse_than_next.count() == 0
+
+    # Every user of the raw log is served, only with items of the raw log.
+    raw = spark.read.option("header", "true").csv(event_log)
+    assert recs.join(raw, recs.user_id == raw.visitorid, "left_anti").count() == 0
+    assert recs.join(raw, recs.item_id == raw.itemid, "left_anti").count() == 0
+    assert per_user.count() == raw.select("visitorid").distinct().count()
+
     had = events.filter(F.col("event").isin("transaction", "addtocart")).select("user_id", "item_id").distinct()
     assert recs.join(had, ["user_id", "item_id"]).count() == 0
-    assert recs.groupBy("user_id").count().filter("count != 5").count() == 0
     assert recs.select("user_id").distinct().count() == events.select("user_id").distinct().count()
 
     # Users below ratings.min_user_items have no factors: exactly they are served the fallback.
@@ -190,6 +170,18 @@ def test_nightly_filters_seen_items_serves_light_users_and_reruns_identically(sp
     assert similar.columns == ["item_id", "rank", "similar_item_id", "score", "model_version"]
     assert similar.filter(F.col("item_id") == F.col("similar_item_id")).count() == 0
     assert similar.groupBy("item_id").count().filter("count != 3").count() == 0
+
+    # The run's record, retention of nights older than retention.keep_days, the model and its metadata.
+    summary = json.loads((out / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text())
+    assert summary["ingest"]["rows_read"] == 30_000
+    assert [r["path"] for r in summary["retention"]["removed"]] == [str(folder) for folder in old]
+    assert not any(folder.exists() for folder in old)
+    assert not (out / "checkpoints").exists() and not (out / "_LOCK.json").exists()
+    assert summary["recommend"]["users_scored"] == per_user.count()
+    (model_dir,) = [p for p in (out / "models").iterdir() if p.is_dir()]
+    assert json.loads((out / "models" / "_CURRENT.json").read_text())["model_version"] == model_dir.name
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    assert metadata["parameters"]["rank"] == 8 and metadata["spark_version"]
 
     first_rows, first_files = recs.orderBy("user_id", "rank").collect(), _part_file_digests(target)
     recs.unpersist()
