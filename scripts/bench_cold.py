@@ -1,6 +1,8 @@
 """The night as a user runs it: `sparkals nightly` as a new process each time (JVM start, class
 loading and JIT included), with and without the driver JVM's class archive (`spark.class_archive`),
-the two taking turns. Wall seconds per run, and the medians, to stdout and --out as JSON. With
+the two taking turns. Wall seconds per run and the pipeline's own seconds (the stages' total the
+night records in its summary.json: what is left once the process has started), and the medians,
+to stdout and --out as JSON. With
 --scheduled each timed night runs where the night before its test period ran first (ingest,
 aggregate and train in a process of its own, not timed), as on every night of a nightly schedule:
 its gate measures that night's model instead of training one (stages/holdout_model.py).
@@ -42,7 +44,8 @@ def _holdout_night(args: list[str]) -> None:
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
 
 
-def night(log: Path, out: Path, archive: str, overrides: list[str], scheduled: bool = False) -> float:
+def night(log: Path, out: Path, archive: str, overrides: list[str], scheduled: bool = False) -> tuple[float, float]:
+    """Wall seconds of the `sparkals nightly` process, and its stages' total from its summary.json."""
     shutil.rmtree(out, ignore_errors=True)
     args = ["--config", str(REPO / "conf" / "local.toml"), "--set", f"input.path={log}", "--set", f"output.root={out}",
             "--set", f"spark.class_archive={archive}", *[x for o in overrides for x in ("--set", o)]]
@@ -56,7 +59,8 @@ def night(log: Path, out: Path, archive: str, overrides: list[str], scheduled: b
         report = json.loads((out / "reports" / f"run_date={RUN_DATE}" / "metrics.json").read_text())
         if report["holdout_model"]["source"] != "reused":
             sys.exit(f"the scheduled night's gate trained its holdout model: {report['holdout_model']['reason']}")
-    return seconds
+    summary = json.loads((out / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text())
+    return seconds, sum(summary["stage_seconds"].values())
 
 
 def main() -> None:
@@ -65,21 +69,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--set", action="append", default=["als.rank=32"], dest="overrides")
     parser.add_argument("--scheduled", action="store_true", help="run the night before the test period first")
+    parser.add_argument("--workdir", default=str(REPO / ".bench"), help="where scripts/bench.py keeps its logs")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
-    log = REPO / ".bench" / f"log-{args.events}"
+    log = Path(args.workdir) / f"log-{args.events}"
     if not log.is_dir():
         sys.exit(f"no {log}: run scripts/bench.py --sizes {args.events} --only pipeline first")
     with tempfile.TemporaryDirectory() as work:
         archive = str(Path(work) / "driver.jsa")
-        first = night(log, Path(work) / "out", archive, args.overrides, args.scheduled)  # writes the archive
-        runs: dict[str, list[float]] = {"with_archive": [], "without_archive": []}
+        first, _ = night(log, Path(work) / "out", archive, args.overrides, args.scheduled)  # writes the archive
+        runs: dict[str, list[tuple[float, float]]] = {"with_archive": [], "without_archive": []}
         for _ in range(args.repeats):
             runs["with_archive"].append(night(log, Path(work) / "out", archive, args.overrides, args.scheduled))
             runs["without_archive"].append(night(log, Path(work) / "out", "", args.overrides, args.scheduled))
-            print(json.dumps({k: round(v[-1], 1) for k, v in runs.items()}), flush=True)
-    result = {"events": args.events, "overrides": args.overrides, "scheduled": args.scheduled, "first_run_writing_the_archive": round(first, 2),
-              **{name: spread(values) for name, values in runs.items()}, "cpus": os.cpu_count()}
+            print(json.dumps({k: [round(x, 1) for x in v[-1]] for k, v in runs.items()}), flush=True)
+    result: dict = {"events": args.events, "overrides": args.overrides, "scheduled": args.scheduled,
+                    "first_run_writing_the_archive": round(first, 2), "cpus": os.cpu_count()}
+    for name, values in runs.items():
+        result[name] = spread([wall for wall, _ in values])
+        result[f"{name}_pipeline_seconds"] = spread([stages for _, stages in values])
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
