@@ -70,8 +70,6 @@ class Laps:
 def profile_arguments(description: str, rounds: int) -> argparse.Namespace:
     """The profilers' command line: --root (an output root, emptied before use), --log (an event
     log of scripts/bench.py), --rounds, --set (settings over conf/local.toml; rank 32 as bench.py)."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="output root to prepare (emptied first)")
     parser.add_argument("--log", required=True, help="an event log of scripts/bench.py (.bench/log-N)")
