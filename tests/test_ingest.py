@@ -106,6 +106,9 @@ def test_too_many_bad_rows_fail_before_anything_downstream(spark, small_settings
         run_ingest(spark, small_settings, DATA / "retailrocket_bad.csv")
     assert not (tmp_path / "out" / "events").exists()
     assert (tmp_path / "out" / "quarantine" / f"run_date={RUN_DATE}").exists()
+    record = json.loads((tmp_path / "out" / "runs" / f"run_date={RUN_DATE}" / "ingest.json").read_text())
+    assert record["status"] == "failed"
+    assert (record["rows_read"], record["accepted"], record["quarantined"], record["duplicates"]) == (14, 4, 9, 1)
 
 
 def test_gzip_csv_reads_like_plain(spark, small_settings, tmp_path):
@@ -234,8 +237,11 @@ def test_two_years_of_days_are_written_as_one_file_a_day(spark, small_settings, 
             stamp = int((start + dt.timedelta(days=day)).timestamp() * 1000)
             lines.append(f"{stamp},u{shard}-{day % 7},view,i{day % 11},")
         (log / f"part-{shard}.csv").write_text("\n".join(lines) + "\n")
+    # A shard exported twice in part: its first ten days again, in a file of their own.
+    first = (log / "part-0.csv").read_text().splitlines()[:11]
+    (log / "part-again.csv").write_text("\n".join(first) + "\n")
     cfg, result = run_ingest(spark, small_settings, log)
-    assert result["accepted"] == days * shards
+    assert (result["accepted"], result["duplicates"]) == (days * shards, 10)
     written = list(Path(Paths(cfg.output.root).events).glob("event_date=*/*.parquet"))
     day_folders = {path.parent.name for path in written}
     assert len(day_folders) == days

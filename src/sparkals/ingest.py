@@ -129,9 +129,16 @@ def parse_events(raw: DataFrame, source: InputSettings, rules: IngestSettings, r
     )
 
 
-def accepted(parsed: DataFrame) -> DataFrame:
-    """Good rows in canonical columns, exact duplicates removed."""
+def accepted(parsed: DataFrame, by_day: bool = False) -> DataFrame:
+    """Good rows in canonical columns, exact duplicates removed.
+
+    With `by_day` the rows are shuffled by `event_date` and the duplicates removed within that one
+    shuffle: every copy of an event falls on the same day (the day is a function of its time), so a
+    write partitioned by day needs no second shuffle and each day is written by one task.
+    """
     good = parsed.filter(F.col("reason").isNull()).select(*CANONICAL_COLUMNS)
+    if by_day:
+        return good.repartition(EVENT_DATE).dropDuplicates([EVENT_DATE, *DUPLICATE_KEY])
     return good.dropDuplicates(DUPLICATE_KEY)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from sparkals import fs
@@ -120,10 +120,7 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> IngestResult:
         by_reason = {row["reason"]: row["count"] for row in parsed.groupBy("reason").count().collect()}
         if not by_reason:
             raise PipelineError(f"input {cfg.input.path!r} holds no rows (only a header, or empty files)")
-        good = accepted(parsed).cache()
-        counts = count_rows(by_reason, good.count())
-        _write(spark, paths, cfg, run_date, parsed, good, counts)
-        good.unpersist()
+        counts = _write(spark, paths, cfg, run_date, parsed, by_reason)
     finally:
         raw.unpersist()
     return IngestResult(counts.rows_read, counts.accepted, counts.quarantined, counts.duplicates,
@@ -131,33 +128,45 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> IngestResult:
 
 
 def _write(
-    spark: SparkSession, paths: Paths, cfg: Config, run_date: dt.date, parsed: DataFrame, good: DataFrame,
-    counts: RowCounts,
-) -> None:
-    """Quarantine and the record first; the clean events only when the share quarantined is acceptable."""
+    spark: SparkSession, paths: Paths, cfg: Config, run_date: dt.date, parsed: DataFrame,
+    by_reason: dict[str | None, int],
+) -> RowCounts:
+    """Quarantine first, then the clean events only when the share quarantined is acceptable, then
+    the record. The good rows are counted as they are written (an observation on the write), not
+    cached and counted beforehand: the decision needs only the rows per reason."""
     fs.delete(spark, paths.quarantine(run_date))
-    if counts.quarantined:
+    if any(reason in by_reason for reason in REASONS):
         quarantined(parsed).write.mode("overwrite").parquet(paths.quarantine(run_date))
-    share = counts.share_quarantined()
-    failed = share > cfg.ingest.max_quarantine_share
-    record = {
-        "run_date": str(run_date), "input": cfg.input.path, **asdict(counts),
-        "quarantine_path": paths.quarantine(run_date), "status": "failed" if failed else "succeeded",
-    }
-    fs.write_json(spark, paths.ingest_record(run_date), record)
-    if failed:
+    # A dated log replaces only the days it holds. A log without time is a snapshot dated at the
+    # run date: it replaces every earlier snapshot, or each night would count the same rows again.
+    dated = bool(cfg.input.columns.timestamp)
+    # A dated log: one task writes each day, one file a day (`accepted` shuffles by day). Written as
+    # read, every task would write a file into every day it holds (a log of two years in 8 tasks:
+    # up to 5,840 small files). A snapshot is one day: written as read, by every task at once.
+    good = accepted(parsed, by_day=dated)
+    rows_read = sum(by_reason.values())
+    share = sum(by_reason.get(reason, 0) for reason in REASONS) / rows_read
+    if share > cfg.ingest.max_quarantine_share:
+        counts = count_rows(by_reason, good.count())
+        _write_record(spark, paths, cfg, run_date, counts, "failed")
         raise PipelineError(
             f"{share:.1%} of {counts.rows_read:,} rows were quarantined, above ingest.max_quarantine_share "
             f"({cfg.ingest.max_quarantine_share:.1%}): {counts.quarantined_by_reason}. Nothing was written downstream; "
             f"see {paths.quarantine(run_date)} and fix the input or the [input] mapping."
         )
-    # A dated log replaces only the days it holds. A log without time is a snapshot dated at the
-    # run date: it replaces every earlier snapshot, or each night would count the same rows again.
-    dated = bool(cfg.input.columns.timestamp)
-    # A dated log: one task writes each day, one file a day. Written as read, every task would write
-    # a file into every day it holds (a log of two years in 8 tasks: up to 5,840 small files). A
-    # snapshot is one day: written as read, by every task at once.
-    by_day = good.repartition(EVENT_DATE) if dated else good
-    by_day.write.mode("overwrite").option("partitionOverwriteMode", "dynamic" if dated else "static").partitionBy(
-        EVENT_DATE
-    ).parquet(paths.events)
+    written = Observation("accepted")
+    good.observe(written, F.count(F.lit(1)).alias("rows")).write.mode("overwrite").option(
+        "partitionOverwriteMode", "dynamic" if dated else "static"
+    ).partitionBy(EVENT_DATE).parquet(paths.events)
+    counts = count_rows(by_reason, int(written.get["rows"]))
+    _write_record(spark, paths, cfg, run_date, counts, "succeeded")
+    return counts
+
+
+def _write_record(
+    spark: SparkSession, paths: Paths, cfg: Config, run_date: dt.date, counts: RowCounts, status: str
+) -> None:
+    fs.write_json(spark, paths.ingest_record(run_date), {
+        "run_date": str(run_date), "input": cfg.input.path, **asdict(counts),
+        "quarantine_path": paths.quarantine(run_date), "status": status,
+    })
