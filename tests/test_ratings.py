@@ -154,6 +154,23 @@ def test_bm25_and_tfidf_match_an_independent_computation(spark, transform):
         assert got[key] == pytest.approx(value, rel=1e-9), key
 
 
+@pytest.mark.parametrize("threshold", ["10MB", "-1", "100b"])
+def test_bm25_is_the_same_whether_its_item_sums_are_broadcast_or_shuffled(spark, threshold):
+    """The item sums are broadcast when they fit Spark's threshold (8 items: not at 100 bytes, nor
+    with broadcasts off), which changes the plan, never the values."""
+    before = spark.conf.get("spark.sql.autoBroadcastJoinThreshold")
+    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", threshold)
+    try:
+        weighted = confidence(ratings_of(spark, RATINGS), "bm25")
+        plan = weighted._jdf.queryExecution().optimizedPlan().toString()
+        got = as_dict(weighted)
+    finally:
+        spark.conf.set("spark.sql.autoBroadcastJoinThreshold", before)
+    assert ("strategy=broadcast" in plan) == (threshold == "10MB"), plan
+    for key, value in reference_weighting(RATINGS, "bm25").items():
+        assert got[key] == pytest.approx(value, rel=1e-9), key
+
+
 def test_tfidf_one_value_by_hand(spark):
     # 5 items; u3 has 3 of them: idf = log(5 / 4); rating 2 -> sqrt(2) * idf
     got = as_dict(confidence(ratings_of(spark, RATINGS), "tfidf"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -68,8 +69,12 @@ def aggregate_ratings(
     """
     require_columns(events, [USER_ID, ITEM_ID, EVENT], "aggregate_ratings")
     value = event_value(events, _weight_of(weights)[F.col(EVENT)], run_date, half_life_days)
+    # Shuffled by user, not by (user, item): the sums need no shuffle of their own, and every
+    # per-user step after them (the BM25 / TF-IDF user counts, the user index) finds the pairs
+    # already partitioned by user, where a shuffle of all of them was needed for each.
     return (
         events.filter(F.col(EVENT).isin(list(weights)))
+        .repartition(USER_ID)
         .groupBy(USER_ID, ITEM_ID)
         .agg(F.sum(value).alias(RATING), *extra)
     )
@@ -180,19 +185,42 @@ def confidence(
         return ratings.withColumn(RATING, F.log1p(F.col(RATING) / F.lit(float(epsilon))))
     if transform not in ("bm25", "tfidf"):
         raise SparkalsError(f"unknown confidence transform {transform!r}; use one of {', '.join(CONFIDENCE_TRANSFORMS)}")
-    n_items = ratings.select(item_col).distinct().count()
+    item_sums = ratings.groupBy(item_col).agg(F.sum(RATING).alias("item_sum"))
+    shape = item_sums.agg(F.count("*").alias("items"), F.avg("item_sum").alias("average")).first()
+    n_items, average = shape["items"], shape["average"]
     per_user = ratings.groupBy(user_col).agg(F.count("*").alias("user_items"))
     idf = F.log(F.lit(float(n_items)) / (F.lit(1.0) + F.col("user_items")))
     joined = ratings.join(per_user, user_col)
     if transform == "tfidf":
         return joined.select(user_col, item_col, (F.sqrt(RATING) * idf).alias(RATING))
-    item_sums = ratings.groupBy(item_col).agg(F.sum(RATING).alias("item_sum"))
-    average = item_sums.agg(F.avg("item_sum")).first()[0]
     length_norm = F.lit(1.0 - b) + F.lit(b) * F.col("item_sum") / F.lit(float(average))
     weighted = (
         F.col(RATING) * F.lit(k1 + 1.0) / (F.lit(float(k1)) * length_norm + F.col(RATING)) * idf
     )
-    return joined.join(item_sums, item_col).select(user_col, item_col, weighted.alias(RATING))
+    item_side = _broadcast_when_small(item_sums, n_items)
+    return joined.join(item_side, item_col).select(user_col, item_col, weighted.alias(RATING))
+
+
+# Bytes a row of (id, sum) takes in a broadcast table, counted generously: an UnsafeRow of a string
+# up to 24 bytes and a double, and the hash table's share.
+_ID_SUM_ROW_BYTES = 64
+_BYTE_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30,
+               "t": 2**40, "tb": 2**40}
+
+
+def _broadcast_when_small(frame: DataFrame, rows: int) -> DataFrame:
+    """`frame` with a broadcast hint when its `rows` fit `spark.sql.autoBroadcastJoinThreshold`.
+
+    Spark would broadcast the per-item sums itself if it knew their size, but it estimates an
+    aggregate as large as its input; without the hint every rating is shuffled by item to meet them.
+    A threshold of -1 (broadcasts off) or one this cannot read leaves the choice to Spark.
+    """
+    threshold = frame.sparkSession.conf.get("spark.sql.autoBroadcastJoinThreshold") or ""
+    found = re.fullmatch(r"\s*(-?\d+)\s*([a-zA-Z]*)\s*", threshold)
+    if not found or found[2].lower() not in _BYTE_UNITS or int(found[1]) < 0:
+        return frame
+    limit = int(found[1]) * _BYTE_UNITS[found[2].lower()]
+    return F.broadcast(frame) if rows * _ID_SUM_ROW_BYTES <= limit else frame
 
 
 def build_ratings(
