@@ -42,6 +42,18 @@ def test_good_rows_become_canonical_events(spark):
     assertDataFrameEqual(accepted(parse(raw)), expected)
 
 
+@pytest.mark.parametrize("by_day", [False, True])
+def test_a_duplicate_repeats_every_column_its_transaction_id_too(spark, by_day):
+    raw = spark.createDataFrame(
+        [("1433221332117", "u", "transaction", "i", "t1"), ("1433221332117", "u", "transaction", "i", "t1"),
+         ("1433221332117", "u", "transaction", "i", "t2"), ("1433221332117", "u", "view", "i", None),
+         ("1433221332117", "u", "view", "i", None)],
+        RAW_COLUMNS,
+    )
+    got = sorted((r.event, r.transaction_id) for r in accepted(parse(raw), by_day=by_day).collect())
+    assert got == [("transaction", "t1"), ("transaction", "t2"), ("view", None)]
+
+
 def test_event_names_are_mapped_to_canonical_ones(spark):
     raw = spark.createDataFrame([("1433221332117", "u", "Purchase", "i", None)], RAW_COLUMNS)
     source = InputSettings(events={"purchase": "transaction"})

@@ -25,7 +25,10 @@ __all__ = [
 
 CANONICAL_COLUMNS = [USER_ID, ITEM_ID, EVENT, TS, EVENT_DATE, QUANTITY, TRANSACTION_ID]
 CORRUPT_COLUMN = "_corrupt_record"
-DUPLICATE_KEY = [USER_ID, ITEM_ID, EVENT, TS, QUANTITY]  # a row that repeats another in every fact
+# A duplicate repeats another row in every fact, its transaction id too: two purchases of one item
+# at one instant under two invoices are two purchases. (No column left to aggregate also lets Spark
+# remove duplicates with a hash aggregate rather than by sorting.)
+DUPLICATE_KEY = [USER_ID, ITEM_ID, EVENT, TS, QUANTITY, TRANSACTION_ID]
 
 # Why a row was not accepted; the order is the order the checks are made in.
 REASONS = (
@@ -130,7 +133,7 @@ def parse_events(raw: DataFrame, source: InputSettings, rules: IngestSettings, r
 
 
 def accepted(parsed: DataFrame, by_day: bool = False) -> DataFrame:
-    """Good rows in canonical columns, exact duplicates removed.
+    """Good rows in canonical columns, exact duplicates (equal in every column) removed.
 
     With `by_day` the rows are shuffled by `event_date` and the duplicates removed within that one
     shuffle: every copy of an event falls on the same day (the day is a function of its time), so a
