@@ -102,11 +102,12 @@ def _night(spark: SparkSession, log: str, out: Path, overrides: list[str], after
             "ratings": summary.aggregate.ratings, "users": summary.aggregate.users, "items": summary.aggregate.items}
 
 
-def bench_pipeline(spark: SparkSession, log: str, root: Path, repeats: int, overrides: list[str]) -> dict[str, Any]:
+def bench_pipeline(spark: SparkSession, log: str, root: Path, repeats: int, overrides: list[str],
+                   variants: list[str] | None = None) -> dict[str, Any]:
     """Nightly on `log` `repeats` times per variant, the variants taking turns (so that each meets
     the JVM as warm as the others; main() runs one unrecorded night first), each into a fresh output
-    root: per-stage medians."""
-    variants = list(VARIANTS)
+    root: per-stage medians, the first variant's at the top level."""
+    variants = variants or list(VARIANTS)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for n in range(repeats):
         for name in variants:
@@ -137,12 +138,16 @@ def ratios(night: dict[str, Any], single: dict[str, Any] | None) -> dict[str, fl
     """The night without its gate against the single-machine path, and what the gate adds to the
     night: the night with it over the night without it, both measured, on a first night (the gate
     trains) and on a scheduled one (the gate measures the model of the night before its test period)."""
-    total, without = night["total"]["median"], night["without_gate"]["total"]["median"]
-    found = {"gate_overhead": round(total / without - 1.0, 3),
-             "gate_overhead_scheduled": round(night["scheduled"]["total"]["median"] / without - 1.0, 3)}
+    with_gate = "without_gate" in night  # else only the night without the gate ran (--only without-gate)
+    total, without = night["total"]["median"], night.get("without_gate", night)["total"]["median"]
+    found = {}
+    if with_gate:
+        found = {"gate_overhead": round(total / without - 1.0, 3),
+                 "gate_overhead_scheduled": round(night["scheduled"]["total"]["median"] / without - 1.0, 3)}
     if single:
         found["night_without_gate_over_single_machine"] = round(without / single["total"]["median"], 2)
-        found["night_over_single_machine"] = round(total / single["total"]["median"], 2)
+        if with_gate:
+            found["night_over_single_machine"] = round(total / single["total"]["median"], 2)
     return found
 
 
@@ -284,9 +289,11 @@ def main() -> None:
                         "(default: the largest size)")
     parser.add_argument("--workdir", default=".bench")
     parser.add_argument("--out", default=str(REPO), help="folder for bench_report.md and benchmarks.json")
-    parser.add_argument("--only", choices=["all", "pipeline", "training"], default="all",
-                        help="pipeline: only the nightly runs; training: only ALS Spark vs implicit, on the ratings of "
-                             "an earlier run (e.g. before/after installing a native BLAS)")
+    parser.add_argument("--only", choices=["all", "pipeline", "without-gate", "training"], default="all",
+                        help="pipeline: only the nightly runs; without-gate: only the night without the gate and "
+                             "the single-machine path (the first target's ratio, a third of the time at 16M); "
+                             "training: only ALS Spark vs implicit, on the ratings of an earlier run (e.g. "
+                             "before/after installing a native BLAS)")
     parser.add_argument("--big", type=int, default=10_000_000,
                         help="logs of at least this many events run the pipeline once, not --repeats times")
     parser.add_argument("--set", action="append", default=[], dest="overrides", help="config override for nightly")
@@ -314,10 +321,11 @@ def main() -> None:
             generate.run(spark, spec_for(size), str(log))
         print(f"nightly on {size:,} events", flush=True)
         repeats = 1 if size >= args.big else args.repeats
+        variants = ["without_gate"] if args.only == "without-gate" else list(VARIANTS)
         if size == sizes[0]:  # the JVM's first night (class loading, JIT) would land on one variant only
             print("  warm-up night (not recorded)", flush=True)
-            _night(spark, str(log), work / f"out-{size}" / "warmup", overrides)
-        night = bench_pipeline(spark, str(log), work / f"out-{size}", repeats, overrides)
+            _night(spark, str(log), work / f"out-{size}" / "warmup", [*overrides, *VARIANTS[variants[0]]])
+        night = bench_pipeline(spark, str(log), work / f"out-{size}", repeats, overrides, variants)
         try:
             night["single_machine"] = bench_single_machine(str(log), work / f"out-{size}", repeats, args.rank)
         except SystemExit as missing:  # the bench extra is not installed
@@ -327,7 +335,7 @@ def main() -> None:
         print(f"  {json.dumps(night['ratios'])}", flush=True)
         results["pipeline"][f"{size:,}"] = night
         Path(args.out, "benchmarks.partial.json").write_text(json.dumps(results, indent=2) + "\n")
-    if args.only == "pipeline":
+    if args.only in ("pipeline", "without-gate"):
         Path(args.out, "pipeline.json").write_text(json.dumps(results, indent=2) + "\n")
         return
     data_dir = Path(os.environ.get("SPARKALS_DATA", REPO.parent / "shared" / "data"))
