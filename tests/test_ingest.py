@@ -123,6 +123,15 @@ def test_too_many_bad_rows_fail_before_anything_downstream(spark, small_settings
     assert (record["rows_read"], record["accepted"], record["quarantined"], record["duplicates"]) == (14, 4, 9, 1)
 
 
+def test_a_log_of_only_bad_rows_allowed_by_the_share_writes_no_events_and_counts_them(spark, small_settings, tmp_path):
+    """The accepted rows are counted as the write goes (an observation on it): with none to write,
+    the count must still arrive (0), not leave the run waiting."""
+    log = tmp_path / "bad.csv"
+    log.write_text("timestamp,visitorid,event,itemid,transactionid\n1433221332117,,view,1,\n1433221332117,u,,1,\n")
+    _, result = run_ingest(spark, small_settings, log, "ingest.max_quarantine_share=1.0")
+    assert result == {"rows_read": 2, "accepted": 0, "quarantined": 2, "duplicates": 0, "dropped_unknown_events": 0}
+
+
 def test_gzip_csv_reads_like_plain(spark, small_settings, tmp_path):
     packed = tmp_path / "log.csv.gz"
     packed.write_bytes(gzip.compress((DATA / "retailrocket_bad.csv").read_bytes()))
