@@ -53,7 +53,7 @@ def test_set_parses_values_as_toml_and_bare_words_as_strings():
         ("als.rank=many", "als.rank must be an integer"),
         ("als.rank=0", "als.rank must be at least 1"),
         ("input.format=xml", "input.format must be csv, json or parquet"),
-        ("als.num_user_blocks=0", "als.num_user_blocks must be at least 1"),
+        ("als.num_user_blocks=-1", "als.num_user_blocks must be 0 (one block per core) or more"),
         ("als.intermediate_storage_level=RAM", "als.intermediate_storage_level must be one of MEMORY_AND_DISK"),
         ("rank", "must look like section.key=value"),
         ('evaluate.split="daily"', "evaluate.split must be time, leave_last_n or random"),
@@ -75,6 +75,16 @@ def test_set_parses_values_as_toml_and_bare_words_as_strings():
 def test_bad_settings_are_named(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config([], [override])
+
+
+def test_als_blocks_of_0_are_one_per_core_and_local_toml_asks_for_that(spark):
+    from sparkals.train import build_als
+    cfg = load_config([CONF / "local.toml"])
+    assert (cfg.als.num_user_blocks, cfg.als.num_item_blocks) == (0, 0)
+    als = build_als(cfg.als, spark.sparkContext.defaultParallelism)
+    assert als.getNumUserBlocks() == als.getNumItemBlocks() == spark.sparkContext.defaultParallelism
+    fixed = build_als(load_config([], ["als.num_user_blocks=3", "als.num_item_blocks=5"]).als, 2)
+    assert (fixed.getNumUserBlocks(), fixed.getNumItemBlocks()) == (3, 5)
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path):

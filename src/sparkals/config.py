@@ -246,9 +246,12 @@ class Config:
             raise ConfigError(f"ingest.min_event_date must be a date like 2000-01-01: {err}") from err
         if self.input.lookback_days < 0:
             raise ConfigError("input.lookback_days must not be negative")
-        for name in ("rank", "max_iter", "num_user_blocks", "num_item_blocks", "checkpoint_interval"):
+        for name in ("rank", "max_iter", "checkpoint_interval"):
             if getattr(self.als, name) < 1:
                 raise ConfigError(f"als.{name} must be at least 1")
+        for name in ("num_user_blocks", "num_item_blocks"):
+            if getattr(self.als, name) < 0:
+                raise ConfigError(f"als.{name} must be 0 (one block per core) or more")
         for name in ("intermediate_storage_level", "final_storage_level"):
             if getattr(self.als, name) not in STORAGE_LEVELS:
                 raise ConfigError(f"als.{name} must be one of {', '.join(STORAGE_LEVELS)}, not {getattr(self.als, name)!r}")

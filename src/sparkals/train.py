@@ -20,8 +20,11 @@ class FittedALS:
     seconds: float
 
 
-def build_als(settings: ALSSettings) -> ALS:
-    """The estimator: implicit preferences, `user_idx`/`item_idx`/`rating` columns, seed fixed."""
+def build_als(settings: ALSSettings, cores: int = 1) -> ALS:
+    """The estimator: implicit preferences, `user_idx`/`item_idx`/`rating` columns, seed fixed.
+    Blocks set to 0 are one per core (`cores`: the session's default parallelism): on a laptop's
+    few cores more blocks only add tasks (at 70k ratings on 2 cores, 4x4 blocks took 5.5 s a fit
+    against 4.0 s for 2x2)."""
     return ALS(
         userCol=USER_IDX,
         itemCol=ITEM_IDX,
@@ -32,8 +35,8 @@ def build_als(settings: ALSSettings) -> ALS:
         regParam=settings.reg_param,
         alpha=settings.alpha,
         nonnegative=settings.nonnegative,
-        numUserBlocks=settings.num_user_blocks,
-        numItemBlocks=settings.num_item_blocks,
+        numUserBlocks=settings.num_user_blocks or cores,
+        numItemBlocks=settings.num_item_blocks or cores,
         checkpointInterval=settings.checkpoint_interval,
         intermediateStorageLevel=settings.intermediate_storage_level,
         finalStorageLevel=settings.final_storage_level,
@@ -49,7 +52,7 @@ def train_als(ratings: DataFrame, settings: ALSSettings) -> FittedALS:
     if ratings.sparkSession.sparkContext.getCheckpointDir() is None:
         raise RuntimeError("set a checkpoint directory before training ALS (the train stage sets output.root/checkpoints)")
     started = time.perf_counter()
-    model = build_als(settings).fit(ratings)
+    model = build_als(settings, ratings.sparkSession.sparkContext.defaultParallelism).fit(ratings)
     # fit is lazy about the factors' final materialisation: force it so the timing is honest.
     model.userFactors.count()
     return FittedALS(model=model, seconds=time.perf_counter() - started)
