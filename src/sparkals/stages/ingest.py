@@ -32,9 +32,6 @@ class RowCounts:
     dropped_unknown_events: int
     quarantined_by_reason: dict[str, int]
 
-    def share_quarantined(self) -> float:
-        return self.quarantined / self.rows_read if self.rows_read else 0.0
-
 
 @dataclass(frozen=True)
 class IngestResult:
