@@ -156,7 +156,7 @@ def test_bm25_and_tfidf_match_an_independent_computation(spark, transform):
 
 @pytest.mark.parametrize("threshold", ["10MB", "-1", "100b"])
 def test_bm25_is_the_same_whether_its_item_sums_are_broadcast_or_shuffled(spark, threshold):
-    """The item sums are broadcast when they fit Spark's threshold (8 items: not at 100 bytes, nor
+    """The item sums are broadcast when they fit Spark's threshold (5 items: not at 100 bytes, nor
     with broadcasts off), which changes the plan, never the values."""
     before = spark.conf.get("spark.sql.autoBroadcastJoinThreshold")
     spark.conf.set("spark.sql.autoBroadcastJoinThreshold", threshold)

@@ -90,9 +90,14 @@ def read_input(spark: SparkSession, source: InputSettings, run_date: dt.date) ->
     return raw
 
 
+def _quarantine_counts(by_reason: dict[str | None, int]) -> dict[str, int]:
+    """The rows of each quarantine reason found (the other keys: good rows, dropped events)."""
+    return {reason: by_reason[reason] for reason in REASONS if reason in by_reason}
+
+
 def count_rows(by_reason: dict[str | None, int], accepted_rows: int) -> RowCounts:
     """Rows per quarantine reason (None: good rows, before duplicates go) to the accounting."""
-    quarantine = {reason: by_reason[reason] for reason in REASONS if reason in by_reason}
+    quarantine = _quarantine_counts(by_reason)
     return RowCounts(
         rows_read=sum(by_reason.values()),
         accepted=accepted_rows,
@@ -132,7 +137,8 @@ def _write(
     the record. The good rows are counted as they are written (an observation on the write), not
     cached and counted beforehand: the decision needs only the rows per reason."""
     fs.delete(spark, paths.quarantine(run_date))
-    if any(reason in by_reason for reason in REASONS):
+    quarantine = _quarantine_counts(by_reason)
+    if quarantine:
         quarantined(parsed).write.mode("overwrite").parquet(paths.quarantine(run_date))
     # A dated log replaces only the days it holds. A log without time is a snapshot dated at the
     # run date: it replaces every earlier snapshot, or each night would count the same rows again.
@@ -141,8 +147,7 @@ def _write(
     # read, every task would write a file into every day it holds (a log of two years in 8 tasks:
     # up to 5,840 small files). A snapshot is one day: written as read, by every task at once.
     good = accepted(parsed, by_day=dated)
-    rows_read = sum(by_reason.values())
-    share = sum(by_reason.get(reason, 0) for reason in REASONS) / rows_read
+    share = sum(quarantine.values()) / sum(by_reason.values())
     if share > cfg.ingest.max_quarantine_share:
         counts = count_rows(by_reason, good.count())
         _write_record(spark, paths, cfg, run_date, counts, "failed")
