@@ -4,7 +4,7 @@ Settings such as `spark.serializer` are read once, when the JVM starts, so each 
 process per variant (A, B, A, B, ...), each fitting the same ratings: one unrecorded fit to warm its
 JVM, then --fits timed ones. A checksum of the user factors shows whether both learned the same model.
 
-    .venv/bin/python scripts/als_conf_ab.py --ratings .bench/out/ratings/2026-11-01 \\
+    .venv/bin/python scripts/als_conf_ab.py --ratings .bench/out-1000000/without_gate0/ratings/run_date=2026-11-01 \\
         --b spark.serializer=org.apache.spark.serializer.KryoSerializer --rounds 3
 """
 
