@@ -18,12 +18,14 @@ from typing import Any, Callable
 from pyspark.sql import SparkSession
 
 
-def local_session(cores: int = 2, driver_memory: str = "6g", shuffle_partitions: int = 8) -> SparkSession:
+def local_session(cores: int = 2, driver_memory: str = "6g", shuffle_partitions: int = 8,
+                  conf: dict[str, str] | None = None) -> SparkSession:
+    """`conf`: more settings for the new JVM (scripts/als_conf_ab.py's variants)."""
     from sparkals.session import require_java
 
     require_java()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers use this virtualenv too
-    spark = (
+    builder = (
         SparkSession.builder.master(f"local[{cores}]")
         .appName("sparkals-bench")
         .config("spark.ui.enabled", "false")
@@ -31,8 +33,10 @@ def local_session(cores: int = 2, driver_memory: str = "6g", shuffle_partitions:
         .config("spark.driver.memory", driver_memory)
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
     )
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 

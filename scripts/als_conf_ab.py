@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,22 +20,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bench_common import local_session, spread  # noqa: E402
+
 
 def fit_in_this_process(ratings_path: str, conf: list[str], fits: int, rank: int) -> dict:
-    from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
     from sparkals.config import ALSSettings
     from sparkals.train import train_als
 
-    builder = (SparkSession.builder.master("local[2]").appName("sparkals-als-ab")
-               .config("spark.ui.enabled", "false").config("spark.driver.memory", "6g")
-               .config("spark.sql.shuffle.partitions", "8"))
-    for pair in conf:
-        key, value = pair.split("=", 1)
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = local_session(conf=dict(pair.split("=", 1) for pair in conf))
     spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="als-ab-ckpt-"))
     ratings = spark.read.parquet(ratings_path).cache()
     count = ratings.count()
@@ -62,16 +55,17 @@ def main() -> None:
     parser.add_argument("--fits", type=int, default=2, help="timed fits per process")
     parser.add_argument("--rank", type=int, default=32)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--conf", action="append", default=[], help=argparse.SUPPRESS)  # the child's variant
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(fit_in_this_process(args.ratings, args.a, args.fits, args.rank)))
+        print(json.dumps(fit_in_this_process(args.ratings, args.conf, args.fits, args.rank)))
         return
     results: dict[str, list[float]] = {"A": [], "B": []}
     checksums: dict[str, set] = {"A": set(), "B": set()}
     for round_number in range(args.rounds):
         for name, conf in (("A", args.a), ("B", args.b)):
             command = [sys.executable, __file__, "--child", "--ratings", args.ratings, "--fits", str(args.fits),
-                       "--rank", str(args.rank)] + [f"--a={pair}" for pair in conf]
+                       "--rank", str(args.rank)] + [f"--conf={pair}" for pair in conf]
             out = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             child = json.loads(out)
             results[name] += child["seconds"]
@@ -79,8 +73,9 @@ def main() -> None:
             print(f"round {round_number + 1} {name} {conf}: {child['ratings']:,} ratings, fits "
                   f"{', '.join(f'{s:.2f}' for s in child['seconds'])} s, checksum {child['checksum']:.4f}", flush=True)
     for name in ("A", "B"):
-        print(f"{name}: median {statistics.median(results[name]):.2f} s of {len(results[name])} fits "
-              f"[{min(results[name]):.2f}-{max(results[name]):.2f}], checksums {sorted(checksums[name])}")
+        fits = spread(results[name])
+        print(f"{name}: median {fits['median']:.2f} s of {len(results[name])} fits "
+              f"[{fits['min']:.2f}-{fits['max']:.2f}], checksums {sorted(checksums[name])}")
 
 
 if __name__ == "__main__":
