@@ -216,6 +216,25 @@ def test_index_numbering_is_the_sorted_position_across_many_partitions(spark):
     assert index == {f"id{i:05d}": i for i in range(3000)}
 
 
+def test_users_and_items_numbered_together_as_each_alone_with_kinds_sharing_a_partition(spark):
+    """build_indexes numbers both kinds in one range partitioning: 2,400 new users then 1,500 items
+    sorted into 4 partitions put the last users and the first items in one partition."""
+    from sparkals.ratings import build_indexes
+
+    pairs = spark.range(0, 2500, numPartitions=5).select(
+        F.format_string("u%05d", "id").alias("user_id"), F.format_string("i%04d", F.col("id") % 1500).alias("item_id"))
+    old_users = build_index(pairs.filter(F.col("user_id") >= "u02400"), "user_id")  # u02400.. keep 0..99
+    users, items = build_indexes(pairs, old_users, None)
+    got_users = {r.user_id: r.user_idx for r in users.collect()}
+    got_items = {r.item_id: r.item_idx for r in items.collect()}
+    assert got_users == {f"u{i:05d}": i - 2400 if i >= 2400 else i + 100 for i in range(2500)}
+    assert got_items == {f"i{i:04d}": i for i in range(1500)}
+    assert got_users == {r.user_id: r.user_idx for r in build_index(pairs, "user_id", old_users).collect()}
+    assert got_items == {r.item_id: r.item_idx for r in build_index(pairs, "item_id").collect()}
+    with pytest.raises(IndexOverflowError, match="2500 distinct ids do not fit the index of user_id"):
+        build_indexes(pairs, limit=2000)
+
+
 def test_matrix_stats(spark):
     stats = matrix_stats(ratings_of(spark, RATINGS), "user_id", "item_id")
     assert (stats.users, stats.items, stats.nonzeros) == (4, 5, 8)
