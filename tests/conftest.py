@@ -15,7 +15,7 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
-SHUFFLE_PARTITIONS = "4"
+SHUFFLE_PARTITIONS = "2"
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +32,7 @@ def spark(tmp_path_factory):
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", SHUFFLE_PARTITIONS)
-        .config("spark.default.parallelism", "4")
+        .config("spark.default.parallelism", "2")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.warehouse.dir", str(warehouse))
         .config("spark.driver.memory", "3g")
@@ -86,7 +86,7 @@ def small_settings(tmp_path):
             [],
             [
                 f"output.root={tmp_path / 'out'}",
-                "spark.shuffle_partitions=4",
+                "spark.shuffle_partitions=2",
                 "spark.log_level=ERROR",
                 "als.num_user_blocks=2",
                 "als.num_item_blocks=2",

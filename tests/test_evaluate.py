@@ -21,7 +21,7 @@ from sparkals.report import html_page, markdown
 RUN_DATE = "2026-10-01"
 SMALL = [
     "--set", "als.num_user_blocks=2", "--set", "als.num_item_blocks=2", "--set", "als.rank=16",
-    "--set", "als.max_iter=8", "--set", "spark.shuffle_partitions=4", "--set", "spark.log_level=ERROR",
+    "--set", "als.max_iter=8", "--set", "spark.shuffle_partitions=2", "--set", "spark.log_level=ERROR",
     "--set", "evaluate.test_days=14",
 ]
 

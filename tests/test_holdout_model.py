@@ -23,7 +23,7 @@ TONIGHT = START + dt.timedelta(days=39)  # the last day of the generated log
 HOLDOUT_NIGHT = TONIGHT - dt.timedelta(days=7)  # evaluate.test_days = 7: the day before the test period
 SETTINGS = [
     "als.num_user_blocks=2", "als.num_item_blocks=2", "als.rank=8", "als.max_iter=4", "recommend.top_n=5",
-    "spark.shuffle_partitions=4", "spark.log_level=ERROR",
+    "spark.shuffle_partitions=2", "spark.log_level=ERROR",
 ]
 
 

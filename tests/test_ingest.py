@@ -182,7 +182,7 @@ def test_look_back_window_over_hive_partitions(spark, small_settings, tmp_path):
 # The nights below test what ingest accepts all the way to the recommendations; the gate, which
 # would train a second ALS on these few rows, is tested elsewhere (test_pipeline, test_holdout_model).
 TINY_ALS = ["--set", "als.rank=4", "--set", "als.max_iter=3", "--set", "als.num_user_blocks=2",
-            "--set", "als.num_item_blocks=2", "--set", "spark.shuffle_partitions=4", "--set", "spark.log_level=ERROR",
+            "--set", "als.num_item_blocks=2", "--set", "spark.shuffle_partitions=2", "--set", "spark.log_level=ERROR",
             "--set", "gate.enabled=false"]
 
 

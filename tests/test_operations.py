@@ -24,7 +24,7 @@ from sparkals.tracking import TrackingError, open_tracker
 
 RUN_DATE = "2026-10-01"
 SETTINGS = [
-    "--set", "spark.master=local[2]", "--set", "spark.shuffle_partitions=4",
+    "--set", "spark.master=local[2]", "--set", "spark.shuffle_partitions=2",
     "--set", "spark.conf={\"spark.ui.enabled\" = \"false\", \"spark.driver.memory\" = \"1g\"}",
     "--set", "als.rank=8", "--set", "als.max_iter=3", "--set", "als.num_user_blocks=2", "--set", "als.num_item_blocks=2",
     "--set", "recommend.top_n=5",

@@ -117,7 +117,7 @@ def test_nightly_writes_n_ranked_unseen_items_per_user_serves_light_users_and_re
         "--set", f"input.path={event_log}", "--set", f"output.root={out}",
         "--set", "als.num_user_blocks=2", "--set", "als.num_item_blocks=2",
         "--set", "als.rank=8", "--set", "als.max_iter=4", "--set", "recommend.top_n=5",
-        "--set", "spark.shuffle_partitions=4", "--set", "spark.log_level=ERROR",
+        "--set", "spark.shuffle_partitions=2", "--set", "spark.log_level=ERROR",
         "--set", 'recommend.filter_events=["transaction", "addtocart"]',
         "--set", "ratings.min_user_items=25", "--set", "recommend.similar_items=true",
         "--set", "recommend.similar_top_n=3", "--set", "recommend.block_size=64",
@@ -197,7 +197,7 @@ def test_quality_gate_refuses_a_worse_model_and_keeps_serving_the_current_one(sp
     common = [
         "--set", f"input.path={event_log}", "--set", f"output.root={out}",
         "--set", "als.num_user_blocks=2", "--set", "als.num_item_blocks=2", "--set", "recommend.top_n=5",
-        "--set", "spark.shuffle_partitions=4", "--set", "spark.log_level=ERROR", "--set", "evaluate.test_days=14",
+        "--set", "spark.shuffle_partitions=2", "--set", "spark.log_level=ERROR", "--set", "evaluate.test_days=14",
     ]
     good = ["--set", "als.rank=8", "--set", "als.max_iter=6"]
     assert cli.main(["nightly", "--run-date", "2026-09-29", *common, *good]) == 0

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SPARKALS_DATA", REPO.parent / "shared" / "data"))
 RETAIL_ROCKET = DATA / "retailrocket_sample" / "events_sample_normalized.csv"
 STEAM = DATA / "steam_200k" / "steam-200k.csv.gz"
-SMALL_SPARK = ["--set", "spark.shuffle_partitions=4", "--set", "spark.log_level=ERROR",
+SMALL_SPARK = ["--set", "spark.shuffle_partitions=2", "--set", "spark.log_level=ERROR",
                "--set", "als.num_user_blocks=2", "--set", "als.num_item_blocks=2"]
 
 

@@ -24,7 +24,7 @@ STRANGER = "new-stranger"  # only an item the model has never seen: no fold-in p
 def _settings(log: str, out: str) -> list[str]:
     overrides = [
         f"input.path={log}", f"output.root={out}", "als.num_user_blocks=2", "als.num_item_blocks=2", "als.rank=8",
-        "als.max_iter=4", "recommend.top_n=5", "spark.shuffle_partitions=4", "spark.log_level=ERROR",
+        "als.max_iter=4", "recommend.top_n=5", "spark.shuffle_partitions=2", "spark.log_level=ERROR",
         "gate.enabled=false",
     ]
     return [arg for value in overrides for arg in ("--set", value)]

@@ -23,7 +23,7 @@ from sparkals.vocabulary import ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
 RUN_DATE = "2026-10-01"
 SMALL = [
     "--set", "als.num_user_blocks=2", "--set", "als.num_item_blocks=2", "--set", "als.max_iter=4",
-    "--set", "spark.shuffle_partitions=4", "--set", "spark.log_level=ERROR", "--set", "evaluate.test_days=14",
+    "--set", "spark.shuffle_partitions=2", "--set", "spark.log_level=ERROR", "--set", "evaluate.test_days=14",
 ]
 SEARCH = ["--set", "tune.ranks=[4, 8]", "--set", 'tune.confidences=["raw", "log1p"]', "--set", "tune.trials=4",
           "--set", "tune.parallelism=2"]
