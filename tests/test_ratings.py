@@ -221,6 +221,7 @@ def test_users_and_items_numbered_together_as_each_alone_with_kinds_sharing_a_pa
     sorted into 4 partitions put the last users and the first items in one partition."""
     from sparkals.ratings import build_indexes
 
+    spark.conf.set("spark.sql.shuffle.partitions", "4")  # the partitions of the numbering; put back after the test
     pairs = spark.range(0, 2500, numPartitions=5).select(
         F.format_string("u%05d", "id").alias("user_id"), F.format_string("i%04d", F.col("id") % 1500).alias("item_id"))
     old_users = build_index(pairs.filter(F.col("user_id") >= "u02400"), "user_id")  # u02400.. keep 0..99
