@@ -21,12 +21,10 @@ from _bench_common import local_session, spread  # noqa: E402
 from pyspark.sql import DataFrame  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
+from sparkals.config import RatingsSettings  # noqa: E402
 from sparkals.generate import GeneratorSpec, generate_events  # noqa: E402
 from sparkals.ratings import aggregate_ratings, build_index, build_indexes  # noqa: E402
 from sparkals.vocabulary import ITEM_ID, USER_ID  # noqa: E402
-
-WEIGHTS = {"view": 1.0, "addtocart": 5.0, "transaction": 10.0}
-
 
 def pairs_of(spark, args: argparse.Namespace) -> DataFrame:
     if args.ratings:
@@ -38,7 +36,7 @@ def pairs_of(spark, args: argparse.Namespace) -> DataFrame:
                          start=dt.date(2026, 8, 1), days=90)
     events = generate_events(spark, spec).select(
         F.col("visitorid").alias(USER_ID), F.col("itemid").alias(ITEM_ID), F.col("event"))
-    return aggregate_ratings(events, WEIGHTS).select(USER_ID, ITEM_ID)
+    return aggregate_ratings(events, RatingsSettings().weights).select(USER_ID, ITEM_ID)  # the default weights
 
 
 def as_dict(index: DataFrame) -> dict:
