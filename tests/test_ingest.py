@@ -106,6 +106,20 @@ def test_bad_csv_corpus_exact_counts_per_reason(spark, small_settings, tmp_path)
     assert sorted(r.item_id for r in events.collect()) == ["248676", "355908", "8", "sku-ABC"]
 
 
+def test_a_stage_runs_its_spark_jobs_in_its_own_job_group_and_gives_back_the_callers(spark, small_settings):
+    """The Spark UI and event log tell a night's stages apart by job group (scripts/profile_night.py)."""
+    tracker = spark.sparkContext.statusTracker()
+    before = set(tracker.getJobIdsForGroup("sparkals.ingest"))
+    spark.sparkContext.setJobGroup("caller", "the caller's jobs")
+    try:
+        run_ingest(spark, small_settings, DATA / "retailrocket_bad.csv", "ingest.max_quarantine_share=1.0")
+        assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") == "caller"
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        spark.sparkContext.setLocalProperty("spark.job.description", None)
+    assert len(set(tracker.getJobIdsForGroup("sparkals.ingest")) - before) >= 2  # counts per reason, write
+
+
 def test_unknown_events_can_be_dropped_and_are_still_counted(spark, small_settings):
     _, result = run_ingest(spark, small_settings, DATA / "retailrocket_bad.csv",
                            "ingest.max_quarantine_share=1.0", "ingest.unknown_events=\"drop\"")

@@ -44,7 +44,8 @@ def timed(stage: str) -> Callable[[Callable[..., Result]], Callable[..., Result]
         def run(*args: Any, **kwargs: Any) -> Result:
             started = time.perf_counter()
             log.info("%s: started", stage)
-            result = fn(*args, **kwargs)
+            with _job_group(stage):
+                result = fn(*args, **kwargs)
             result = dataclasses.replace(result, seconds=round(time.perf_counter() - started, 3))
             log.info("%s: done in %.1fs %s", stage, result.seconds, _brief(result))
             return result
@@ -52,6 +53,25 @@ def timed(stage: str) -> Callable[[Callable[..., Result]], Callable[..., Result]
         return run
 
     return wrap
+
+
+@contextmanager
+def _job_group(stage: str) -> Iterator[None]:
+    """The stage's Spark jobs carry its name as their job group (`sparkals.<stage>`): the Spark UI
+    and the event log tell which stage of a night ran each job (scripts/profile_night.py). The
+    caller's group, e.g. nightly's around the gate's own stages, is put back afterwards."""
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        yield
+        return
+    context = spark.sparkContext
+    outer = context.getLocalProperty("spark.jobGroup.id"), context.getLocalProperty("spark.job.description")
+    context.setJobGroup(f"sparkals.{stage}", f"sparkals {stage}")
+    try:
+        yield
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", outer[0])  # type: ignore[arg-type]
+        context.setLocalProperty("spark.job.description", outer[1])  # type: ignore[arg-type]
 
 
 def _brief(result: Any) -> str:

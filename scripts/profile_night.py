@@ -1,0 +1,105 @@
+"""Where a night's time goes, by stage and by Spark job: runs `nightly` --rounds times into a fresh
+--root in one JVM with Spark's event log on, then reads the log back and prints, for each round and
+stage, its wall seconds, its Spark jobs, the seconds during which one of them was running (the rest
+is the driver: Python, planning, file-system calls) and its longest jobs by call site. Stages are
+told apart by the job group each stage sets (`sparkals.<stage>`, stages/common.py's `timed`).
+
+    .venv/bin/python scripts/profile_night.py --root /tmp/profile-night --log .bench/log-1000000 \\
+        --set gate.enabled=false --rounds 2
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench_common import local_session, profile_arguments, profile_config  # noqa: E402
+from bench import RUN_DATE  # noqa: E402
+from sparkals.stages import nightly  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+ROUND = "sparkals.profile.round"  # a local property: every job of a round carries the round's number
+
+
+def busy_seconds(intervals: list[tuple[int, int]]) -> float:
+    """Seconds covered by at least one of the (start, end) millisecond intervals."""
+    total, reach = 0, None
+    for start, end in sorted(intervals):
+        if reach is None or start > reach:
+            total, reach = total + end - start, end
+        elif end > reach:
+            total, reach = total + end - reach, end
+    return total / 1000
+
+
+def read_jobs(event_log: Path) -> list[dict[str, Any]]:
+    """Each job of the log: its round, stage, call site, submission and completion (ms)."""
+    jobs: dict[int, dict[str, Any]] = {}
+    # Spark 4 rolls its event log: a folder of events_<n>_<app> files, read in order of n.
+    parts = sorted(event_log.glob("events_*"), key=lambda part: int(part.name.split("_")[1])) if event_log.is_dir() else [event_log]
+    for part in parts:
+        for line in part.read_text().splitlines():
+            event = json.loads(line)
+            if event["Event"] == "SparkListenerJobStart":
+                props = event.get("Properties", {})
+                stages = event.get("Stage Infos", [])
+                jobs[event["Job ID"]] = {
+                    "round": props.get(ROUND), "stage": (props.get("spark.jobGroup.id") or "-").removeprefix("sparkals."),
+                    "site": stages[-1]["Stage Name"] if stages else "?", "start": event["Submission Time"],
+                }
+            elif event["Event"] == "SparkListenerJobEnd" and event["Job ID"] in jobs:
+                jobs[event["Job ID"]]["end"] = event["Completion Time"]
+    return [job for job in jobs.values() if "end" in job]
+
+
+def summary(jobs: list[dict[str, Any]], walls: dict[str, dict[str, float]], top: int) -> list[dict[str, Any]]:
+    """One row per round and stage: wall s, jobs, busy s, the longest call sites (s, jobs)."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for job in jobs:
+        grouped[(job["round"], job["stage"])].append(job)
+    rows = []
+    for (round_number, stage), group in sorted(grouped.items(), key=lambda kv: min(j["start"] for j in kv[1])):
+        sites: dict[str, list[float]] = defaultdict(list)
+        for job in group:
+            sites[job["site"]].append((job["end"] - job["start"]) / 1000)
+        longest = sorted(sites.items(), key=lambda kv: -sum(kv[1]))[:top]
+        rows.append({
+            "round": round_number, "stage": stage, "wall": walls.get(str(round_number), {}).get(stage),
+            "jobs": len(group), "busy": round(busy_seconds([(j["start"], j["end"]) for j in group]), 2),
+            "longest": [(site, round(sum(times), 2), len(times)) for site, times in longest],
+        })
+    return rows
+
+
+def main() -> None:
+    args = profile_arguments(__doc__ or "", rounds=2)
+    cfg = profile_config(args, REPO / "conf" / "local.toml")
+    log_dir = Path(args.root + "-eventlog")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for old in log_dir.iterdir():
+        old.unlink()
+    spark = local_session(conf={"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(log_dir),
+                                "spark.eventLog.compress": "false"})
+    walls: dict[str, dict[str, float]] = {}
+    for round_number in range(1, args.rounds + 1):
+        spark.sparkContext.setLocalProperty(ROUND, str(round_number))
+        result = nightly.run(spark, cfg, RUN_DATE)
+        walls[str(round_number)] = {name: getattr(result, name).seconds for name in nightly.STAGES}
+        walls[str(round_number)]["night"] = result.seconds
+        print(json.dumps({"round": round_number, "status": result.status, **walls[str(round_number)]}), flush=True)
+    spark.stop()
+    (event_log,) = log_dir.iterdir()
+    for row in summary(read_jobs(event_log), walls, top=6):
+        print(f"round {row['round']} {row['stage']:>10}: wall {row['wall']} s, {row['jobs']} jobs, busy {row['busy']} s")
+        for site, seconds, count in row["longest"]:
+            print(f"      {seconds:7.2f} s {count:3d} x {site}")
+
+
+if __name__ == "__main__":
+    main()
