@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 def local_session(cores: int = 2, driver_memory: str = "6g", shuffle_partitions: int = 8,
                   conf: dict[str, str] | None = None) -> SparkSession:
     """`conf`: more settings for the new JVM (scripts/als_conf_ab.py's variants)."""
-    from sparkals.session import require_java
+    from sparkals.session import LOCAL_MASTER_CONF, require_java
 
     require_java()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers use this virtualenv too
@@ -34,7 +34,7 @@ def local_session(cores: int = 2, driver_memory: str = "6g", shuffle_partitions:
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
     )
-    for key, value in (conf or {}).items():
+    for key, value in {**LOCAL_MASTER_CONF, **(conf or {})}.items():  # as `sparkals` sets a local master
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

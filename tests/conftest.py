@@ -20,14 +20,15 @@ SHUFFLE_PARTITIONS = "2"
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    from sparkals.session import require_java
+    from sparkals.session import LOCAL_MASTER_CONF, require_java
 
     require_java()
     from pyspark.sql import SparkSession
 
     warehouse = tmp_path_factory.mktemp("warehouse")
+    builder = SparkSession.builder.config(map=LOCAL_MASTER_CONF)  # as `sparkals` sets a local master
     session = (
-        SparkSession.builder.master("local[2]")
+        builder.master("local[2]")
         .appName("sparkals-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sparkals.session import SparkHomeError, spark_home_to_use
+from sparkals.config import SparkSettings
+from sparkals.session import LOCAL_MASTER_CONF, SparkHomeError, spark_conf, spark_home_to_use
 
 
 def _fake_spark_home(root: Path, init: str = "") -> Path:
@@ -71,6 +72,14 @@ def test_findspark_leaves_pyspark_python_unset(tmp_path):
     result = _python(code, SPARK_HOME=str(home))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["installation", "None"]
+
+
+def test_a_local_master_lists_partition_folders_on_the_driver_unless_the_user_says_otherwise():
+    key = "spark.sql.sources.parallelPartitionDiscovery.threshold"
+    assert spark_conf(SparkSettings(master="local[*]"))[key] == LOCAL_MASTER_CONF[key] == "10000"
+    assert key not in spark_conf(SparkSettings(master="spark://head:7077"))
+    assert key not in spark_conf(SparkSettings(master=""))  # spark-submit's choice: a cluster, often
+    assert spark_conf(SparkSettings(master="local[2]", conf={key: "32"}))[key] == "32"
 
 
 def test_driver_java_options_add_the_log4j2_file_and_keep_the_users_options_last():

@@ -19,8 +19,11 @@ from sparkals.config import SparkSettings
 if TYPE_CHECKING:  # pyspark is imported only after use_spark_home() had its chance
     from pyspark.sql import SparkSession
 
-__all__ = ["JavaMissingError", "SparkHomeError", "build_session", "driver_java_options", "java_binary", "java_major_version",
-           "missing_native_blas", "require_java", "spark_home_to_use", "starts_jvm", "use_spark_home"]
+__all__ = [
+    "LOCAL_MASTER_CONF", "JavaMissingError", "SparkHomeError", "build_session", "driver_java_options", "java_binary",
+    "java_major_version", "missing_native_blas", "require_java", "spark_conf", "spark_home_to_use", "starts_jvm",
+    "use_spark_home",
+]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,12 @@ log = logging.getLogger(__name__)
 # act on, each with the reason): given to driver JVMs this process starts.
 LOG4J2_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "log4j2.properties")
 DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+# What a local master sets unless [spark.conf] says otherwise. Its executors are the driver's own
+# threads, so listing a folder partitioned by day in a Spark job of one task per day folder (what
+# Spark does past 32 folders, for the many executors of a cluster reading a big store) costs more
+# than listing it on the driver: reading 120 days of events took 0.65 s against 0.09 s (1M-event
+# log; BENCHMARKS.md, section 5), and a night reads them in several stages. A cluster keeps the default.
+LOCAL_MASTER_CONF = {"spark.sql.sources.parallelPartitionDiscovery.threshold": "10000"}
 
 
 class SparkHomeError(RuntimeError):
@@ -155,6 +164,13 @@ def driver_java_options(settings: SparkSettings, extra: list[str] | None = None)
     return " ".join([*options, *(extra or []), own]).strip()
 
 
+def spark_conf(settings: SparkSettings) -> dict[str, str]:
+    """The Spark settings a session gets on top of the master, app name and the few fixed ones:
+    `LOCAL_MASTER_CONF` on a local master, then the user's `[spark.conf]`, which wins."""
+    local = LOCAL_MASTER_CONF if settings.master.startswith("local") else {}
+    return {**local, **settings.conf}
+
+
 def build_session(settings: SparkSettings) -> SparkSession:
     """Create (or reuse) the session; under spark-submit an empty master leaves the choice to it."""
     from pyspark.sql import SparkSession
@@ -177,7 +193,7 @@ def build_session(settings: SparkSettings) -> SparkSession:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
     )
-    for key, value in settings.conf.items():
+    for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
     archive = class_archive.archive_path(settings.class_archive, java_binary()) if launching and local else None
     archive_options, partial = class_archive.jvm_options(archive) if archive else ([], None)
