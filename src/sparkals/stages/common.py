@@ -58,8 +58,9 @@ def timed(stage: str) -> Callable[[Callable[..., Result]], Callable[..., Result]
 @contextmanager
 def _job_group(stage: str) -> Iterator[None]:
     """The stage's Spark jobs carry its name as their job group (`sparkals.<stage>`): the Spark UI
-    and the event log tell which stage of a night ran each job (scripts/profile_night.py). The
-    caller's group, e.g. nightly's around the gate's own stages, is put back afterwards."""
+    and the event log tell which stage of a night ran each job (scripts/profile_night.py). A stage
+    run by another (the gate runs `evaluate`, refresh runs ingest and aggregate) has its own group,
+    and the caller's is put back afterwards."""
     spark = SparkSession.getActiveSession()
     if spark is None:
         yield
