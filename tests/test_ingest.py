@@ -13,6 +13,7 @@ from sparkals import cli
 from sparkals.errors import PipelineError
 from sparkals.paths import Paths
 from sparkals.stages import ingest
+from sparkals.stages.common import job_group
 from sparkals.config import IngestSettings, InputColumns, InputSettings
 from sparkals.ingest import InputSchemaError, accepted, parse_events
 
@@ -110,13 +111,9 @@ def test_a_stage_runs_its_spark_jobs_in_its_own_job_group_and_gives_back_the_cal
     """The Spark UI and event log tell a night's stages apart by job group (scripts/profile_night.py)."""
     tracker = spark.sparkContext.statusTracker()
     before = set(tracker.getJobIdsForGroup("sparkals.ingest"))
-    spark.sparkContext.setJobGroup("caller", "the caller's jobs")
-    try:
+    with job_group(spark, "caller"):
         run_ingest(spark, small_settings, DATA / "retailrocket_bad.csv", "ingest.max_quarantine_share=1.0")
         assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") == "caller"
-    finally:
-        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
-        spark.sparkContext.setLocalProperty("spark.job.description", None)
     assert len(set(tracker.getJobIdsForGroup("sparkals.ingest")) - before) >= 2  # counts per reason, write
 
 
@@ -284,12 +281,8 @@ def test_two_years_of_days_are_written_as_one_file_a_day(spark, small_settings, 
     # A local master lists the 730 day folders on the driver (session.LOCAL_MASTER_CONF), not in a
     # Spark job of a task per folder. (Reading the schema of one file may still run a job of its own.)
     tracker = spark.sparkContext.statusTracker()
-    spark.sparkContext.setJobGroup("list the days", "reading the events back")
-    try:
+    with job_group(spark, "list the days"):
         events = spark.read.parquet(Paths(cfg.output.root).events)
-    finally:
-        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
-        spark.sparkContext.setLocalProperty("spark.job.description", None)
     stages = [tracker.getStageInfo(stage) for job in tracker.getJobIdsForGroup("list the days")
               for stage in tracker.getJobInfo(job).stageIds]
     assert None not in stages

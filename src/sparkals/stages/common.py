@@ -26,8 +26,8 @@ from sparkals.split import Holdout, split_events
 from sparkals.vocabulary import EVENT_DATE, ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
 
 __all__ = [
-    "model_run_date", "model_version", "open_holdout", "previous_index_date", "read_events", "read_exclusion_file",
-    "read_indexes", "revision", "timed", "write_indexes",
+    "job_group", "model_run_date", "model_version", "open_holdout", "previous_index_date", "read_events",
+    "read_exclusion_file", "read_indexes", "revision", "timed", "write_indexes",
 ]
 
 log = logging.getLogger("sparkals.stages")
@@ -56,6 +56,20 @@ def timed(stage: str) -> Callable[[Callable[..., Result]], Callable[..., Result]
 
 
 @contextmanager
+def job_group(spark: SparkSession, group: str, description: str = "") -> Iterator[None]:
+    """Spark jobs started inside carry `group` as their job group (Spark UI, event log); the
+    caller's group and description are put back afterwards."""
+    context = spark.sparkContext
+    outer = context.getLocalProperty("spark.jobGroup.id"), context.getLocalProperty("spark.job.description")
+    context.setJobGroup(group, description or group)
+    try:
+        yield
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", outer[0])  # type: ignore[arg-type]
+        context.setLocalProperty("spark.job.description", outer[1])  # type: ignore[arg-type]
+
+
+@contextmanager
 def _job_group(stage: str) -> Iterator[None]:
     """The stage's Spark jobs carry its name as their job group (`sparkals.<stage>`): the Spark UI
     and the event log tell which stage of a night ran each job (scripts/profile_night.py). A stage
@@ -65,14 +79,8 @@ def _job_group(stage: str) -> Iterator[None]:
     if spark is None:
         yield
         return
-    context = spark.sparkContext
-    outer = context.getLocalProperty("spark.jobGroup.id"), context.getLocalProperty("spark.job.description")
-    context.setJobGroup(f"sparkals.{stage}", f"sparkals {stage}")
-    try:
+    with job_group(spark, f"sparkals.{stage}", f"sparkals {stage}"):
         yield
-    finally:
-        context.setLocalProperty("spark.jobGroup.id", outer[0])  # type: ignore[arg-type]
-        context.setLocalProperty("spark.job.description", outer[1])  # type: ignore[arg-type]
 
 
 def _brief(result: Any) -> str:
