@@ -21,7 +21,8 @@ from pyspark.sql import SparkSession
 def local_session(cores: int = 2, driver_memory: str = "6g", shuffle_partitions: int = 8,
                   conf: dict[str, str] | None = None) -> SparkSession:
     """`conf`: more settings for the new JVM (scripts/als_conf_ab.py's variants)."""
-    from sparkals.session import LOCAL_MASTER_CONF, require_java
+    from sparkals.config import SparkSettings
+    from sparkals.session import require_java, spark_conf
 
     require_java()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers use this virtualenv too
@@ -34,7 +35,8 @@ def local_session(cores: int = 2, driver_memory: str = "6g", shuffle_partitions:
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
     )
-    for key, value in {**LOCAL_MASTER_CONF, **(conf or {})}.items():  # as `sparkals` sets a local master
+    # What `sparkals` gives a local master (session.spark_conf), then `conf`.
+    for key, value in spark_conf(SparkSettings(master=f"local[{cores}]", conf=conf or {})).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

@@ -97,7 +97,7 @@ def _night(spark: SparkSession, log: str, out: Path, overrides: list[str], after
     total = time.perf_counter() - started
     report = out / "reports" / f"run_date={RUN_DATE}" / "metrics.json"
     holdout_model = json.loads(report.read_text()).get("holdout_model", {}).get("source") if report.exists() else None
-    return {"total": total, **{name: getattr(summary, name).seconds for name in nightly.STAGES},
+    return {"total": total, **summary.stage_seconds,
             "peak_heap_mb": peak_heap_mb(spark), "holdout_model": holdout_model,
             "ratings": summary.aggregate.ratings, "users": summary.aggregate.users, "items": summary.aggregate.items}
 

@@ -47,7 +47,7 @@ def main() -> None:
         for value in values:
             spark.conf.set(args.conf, value)
             result = nightly.run(spark, cfg, RUN_DATE)
-            seconds = {"night": result.seconds, **{name: getattr(result, name).seconds for name in nightly.STAGES}}
+            seconds = {"night": result.seconds, **result.stage_seconds}
             print(json.dumps({"round": round_number, args.conf: value, **seconds}), flush=True)
             if round_number:
                 nights[value].append(seconds)

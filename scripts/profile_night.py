@@ -90,8 +90,7 @@ def main() -> None:
     for round_number in range(1, args.rounds + 1):
         spark.sparkContext.setLocalProperty(ROUND, str(round_number))
         result = nightly.run(spark, cfg, RUN_DATE)
-        walls[str(round_number)] = {name: getattr(result, name).seconds for name in nightly.STAGES}
-        walls[str(round_number)]["night"] = result.seconds
+        walls[str(round_number)] = {**result.stage_seconds, "night": result.seconds}
         print(json.dumps({"round": round_number, "status": result.status, **walls[str(round_number)]}), flush=True)
     spark.stop()
     (event_log,) = log_dir.iterdir()

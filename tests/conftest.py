@@ -20,13 +20,14 @@ SHUFFLE_PARTITIONS = "2"
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    from sparkals.session import LOCAL_MASTER_CONF, require_java
+    from sparkals.config import SparkSettings
+    from sparkals.session import require_java, spark_conf
 
     require_java()
     from pyspark.sql import SparkSession
 
     warehouse = tmp_path_factory.mktemp("warehouse")
-    builder = SparkSession.builder.config(map=LOCAL_MASTER_CONF)  # as `sparkals` sets a local master
+    builder = SparkSession.builder.config(map=spark_conf(SparkSettings(master="local[2]")))  # as `sparkals` would
     session = (
         builder.master("local[2]")
         .appName("sparkals-tests")

@@ -38,6 +38,11 @@ class NightlyResult:
     recommend: recommend.RecommendResult
     seconds: float
 
+    @property
+    def stage_seconds(self) -> dict[str, float]:
+        """Each stage's wall seconds, in the order they ran."""
+        return {name: getattr(self, name).seconds for name in STAGES}
+
 
 def require_writable_root(spark: SparkSession, paths: Paths) -> None:
     """Fail before touching anything when output.root cannot be written (a read-only mount, no
