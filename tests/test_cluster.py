@@ -37,6 +37,8 @@ STARTUP_LIMIT_S = 120
 SUBMIT_LIMIT_S = 600
 # A frozen executor is let go after this long when it holds no task, and another is tried.
 FREEZE_RETRY_S = 0.05
+# A frozen executor's log is read once it has not grown for this long (see _settled_log).
+LOG_SETTLE_S = 0.3
 FAST_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
@@ -318,11 +320,30 @@ def _executors(cluster: Cluster) -> dict[int, Path]:
 TASK_LINE = re.compile(r"Executor: (Running|Finished|Exception in|Executor killed) task .*?\(TID (\d+)\)")
 
 
+def _settled_log(executor_log: Path, limit_s: float = 5.0) -> str:
+    """A frozen executor's log, once the worker has copied all of it.
+
+    The standalone worker copies an executor's stderr into this file through a pipe, so the file
+    can lag the JVM by a few lines: a task's `Finished task` line (logged before its result is
+    sent) can still be in the pipe when the JVM is frozen. Read then, a task whose result the
+    driver already has looks unfinished, and killing its executor loses no running task. A frozen
+    JVM writes nothing more, so the file is read once its size has held still for LOG_SETTLE_S."""
+    size, still_since, deadline = -1, time.monotonic(), time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        now = executor_log.stat().st_size if executor_log.exists() else 0
+        if now != size:
+            size, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since >= LOG_SETTLE_S:
+            break
+        time.sleep(0.05)
+    return executor_log.read_text(errors="replace") if executor_log.exists() else ""
+
+
 def _unfinished_tasks(executor_log: Path) -> set[str]:
     """Task ids the executor's log says it started and has not ended. The executor logs
     `Finished task` before it sends the result, so the driver has no result of these."""
     running: set[str] = set()
-    for state, tid in TASK_LINE.findall(executor_log.read_text(errors="replace") if executor_log.exists() else ""):
+    for state, tid in TASK_LINE.findall(_settled_log(executor_log)):
         (running.add if state == "Running" else running.discard)(tid)
     return running
 
@@ -335,13 +356,26 @@ class Kill:
     tasks: tuple[str, ...]
 
 
-def _kill_an_executor_during(cluster: Cluster, submission: Submission, phase: str, begun: str, ended: str) -> Kill:
+def _driver_running_tasks(ui: str) -> dict[str, int]:
+    """Tasks the driver counts as running, per executor id, from its REST API (`ui`: its web UI)."""
+    with urllib.request.urlopen(f"{ui}/api/v1/applications", timeout=5) as response:
+        (app,) = json.load(response)
+    with urllib.request.urlopen(f"{ui}/api/v1/applications/{app['id']}/executors", timeout=5) as response:
+        return {executor["id"]: executor["activeTasks"] for executor in json.load(response)}
+
+
+def _kill_an_executor_during(
+    cluster: Cluster, submission: Submission, driver_ui: str, phase: str, begun: str, ended: str
+) -> Kill:
     """Once the driver has logged `begun`, SIGKILL an executor JVM while it runs a task of that phase.
 
     A phase on test-sized data lasts seconds, made of tasks of milliseconds, so asking the driver
     which executor runs a task and killing it then misses now and then. Instead the executors are
-    frozen (SIGSTOP) in turn: a frozen executor's own log says whether it holds a task it has not
-    finished; if so it is killed, else it is let go (SIGCONT) and the next one is tried."""
+    frozen (SIGSTOP) in turn. A frozen executor is killed when both sides say it holds a task: its
+    own log shows a task it has not finished, and the driver (`driver_ui`, asked after the freeze)
+    counts a task running on it. Else it is let go (SIGCONT) and the next one is tried. The driver's
+    word matters: a task whose result reached the driver just before the freeze, or one the
+    driver no longer tracks, would be lost without the driver losing a running task."""
     deadline = time.monotonic() + SUBMIT_LIMIT_S
     while time.monotonic() < deadline:
         if submission.proc.poll() is not None:
@@ -358,7 +392,7 @@ def _kill_an_executor_during(cluster: Cluster, submission: Submission, phase: st
             except ProcessLookupError:
                 continue
             tasks = _unfinished_tasks(folder / "stderr")
-            if tasks:
+            if tasks and _driver_running_tasks(driver_ui).get(folder.name, 0) > 0:
                 os.kill(pid, signal.SIGKILL)
                 return Kill(phase, folder.name, pid, tuple(sorted(tasks)))
             os.kill(pid, signal.SIGCONT)
@@ -380,7 +414,8 @@ def test_a_night_survives_losing_an_executor_in_training_and_in_scoring(cluster,
     How the moment is found: the driver logs `train: started` / `recommend: scoring with` when the
     phase begins and `train: done` / `recommend: scored` when it ends; in between, the executor JVMs
     (found in /proc) are frozen in turn until one is caught holding a task it has not finished
-    (its own log says so), and that one is killed.
+    (its own log says so, and the driver's REST API counts a task running on it), and that one is
+    killed.
 
     The recommendations equal the undisturbed night's: the same items at the same ranks from the
     same source, the scores to a few float roundings (1e-6 relative). Why: ALS's random start is
@@ -396,11 +431,13 @@ def test_a_night_survives_losing_an_executor_in_training_and_in_scoring(cluster,
     # gate.enabled=false: the gate's holdout evaluation would train a second ALS that this test does
     # not need (the undisturbed night's gate promoted the same model, so the same model scores).
     args = [*_nightly_args(undisturbed.events, out), "--set", "gate.enabled=false"]
-    submission = _start_submit(cluster, args, tmp_path)
+    ui_port = _free_port()  # the driver's UI, for its REST API: which executor runs a task
+    submission = _start_submit(cluster, args, tmp_path, conf=("spark.ui.enabled=true", f"spark.ui.port={ui_port}"))
+    driver_ui = f"http://127.0.0.1:{ui_port}"
     try:
         kills = [
-            _kill_an_executor_during(cluster, submission, "training", "train: started", "train: done"),
-            _kill_an_executor_during(cluster, submission, "scoring", "recommend: scoring with",
+            _kill_an_executor_during(cluster, submission, driver_ui, "training", "train: started", "train: done"),
+            _kill_an_executor_during(cluster, submission, driver_ui, "scoring", "recommend: scoring with",
                                      "recommend: scored"),
         ]
     except BaseException:
