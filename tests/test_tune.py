@@ -42,10 +42,15 @@ def ingested(spark, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_tune_records_every_trial_and_writes_a_snippet_the_config_loader_takes(ingested, caplog):
+def test_tune_records_every_trial_and_writes_a_snippet_the_config_loader_takes(spark, ingested, caplog):
     out, args = ingested
+    tracker = spark.sparkContext.statusTracker()
+    ungrouped, grouped = set(tracker.getJobIdsForGroup(None)), set(tracker.getJobIdsForGroup("sparkals.tune"))
     with caplog.at_level(logging.INFO, logger="sparkals"):
         assert cli.main(["tune", *args, *SEARCH]) == 0
+    # Every job, the trials' in optuna's threads too, carries the stage's job group.
+    assert set(tracker.getJobIdsForGroup(None)) == ungrouped
+    assert len(set(tracker.getJobIdsForGroup("sparkals.tune")) - grouped) > 4 * 10  # ALS: a job an iteration
     folder = out / "reports" / f"run_date={RUN_DATE}" / "tune"
     record = json.loads((folder / "trials.json").read_text())
     trials = record["trials"]

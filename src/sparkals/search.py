@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.util import inheritable_thread_target
 
 from sparkals.config import ALSSettings, EvaluateSettings, RatingsSettings, TuneSettings
 from sparkals.driver_measure import TestSample, collect_sample, fits_on_driver, measure_model
@@ -174,5 +175,9 @@ def search(
         return outcome.score
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=tune.seed))
-    study.optimize(objective, n_trials=tune.trials, n_jobs=tune.parallelism)
+    # optuna runs parallel trials in threads of its own; Spark's local properties (the stage's job
+    # group) live per thread, so each trial takes the caller's, captured here.
+    spark = SparkSession.getActiveSession()
+    study.optimize(inheritable_thread_target(spark)(objective) if spark is not None else objective,
+                   n_trials=tune.trials, n_jobs=tune.parallelism)
     return progress.done
