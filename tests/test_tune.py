@@ -48,8 +48,9 @@ def test_tune_records_every_trial_and_writes_a_snippet_the_config_loader_takes(s
     ungrouped, grouped = set(tracker.getJobIdsForGroup(None)), set(tracker.getJobIdsForGroup("sparkals.tune"))
     with caplog.at_level(logging.INFO, logger="sparkals"):
         assert cli.main(["tune", *args, *SEARCH]) == 0
-    # Every job, the trials' in optuna's threads too, carries the stage's job group.
-    assert set(tracker.getJobIdsForGroup(None)) == ungrouped
+    # Every job, the trials' in optuna's threads too, carries the stage's job group. The tracker
+    # keeps only the newest jobs (spark.ui.retainedJobs), so older ids may drop out: only new ones count.
+    assert set(tracker.getJobIdsForGroup(None)) - ungrouped == set()
     assert len(set(tracker.getJobIdsForGroup("sparkals.tune")) - grouped) > 4 * 10  # ALS: a job an iteration
     folder = out / "reports" / f"run_date={RUN_DATE}" / "tune"
     record = json.loads((folder / "trials.json").read_text())
