@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from pyspark.sql import functions as F
 
 from sparkals import cli
 from sparkals.config import ALSSettings, EvaluateSettings, RatingsSettings
@@ -38,7 +39,7 @@ def ingested(spark, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_evaluate_finds_als_well_above_both_popularity_baselines(ingested):
+def test_evaluate_finds_als_well_above_both_popularity_baselines(spark, ingested):
     out, args = ingested
     assert cli.main(["evaluate", *args]) == 0
     folder = out / "reports" / f"run_date={RUN_DATE}"
@@ -53,6 +54,15 @@ def test_evaluate_finds_als_well_above_both_popularity_baselines(ingested):
         assert all(0.0 <= values[m] <= 1.0 for m in ("precision", "recall", "ndcg", "map", "hit_rate", "coverage"))
     assert at10["als"]["users_with_recs"] == 1.0 and at10["als"]["users_evaluated"] == report["data"]["test_users"]
     assert report["split"] == {"method": "time", "cutoff": "2026-09-18"}
+    # The report's counts, against the events read back and counted here one by one.
+    events = spark.read.parquet(str(out / "events")).filter(F.col("event_date") <= RUN_DATE)
+    test = events.filter(F.col("event_date") >= "2026-09-18")
+    data = report["data"]
+    assert (data["train_events"], data["test_events"]) == (events.count() - test.count(), test.count())
+    holdout = split_events(events, EvaluateSettings(test_days=14), dt.date.fromisoformat(RUN_DATE))
+    all_truth, _ = relevance(holdout, EvaluateSettings(test_days=14))  # seen pairs taken out
+    assert data["test_users"] + data["cold_test_users"] == all_truth.select("user_id").distinct().count()
+    assert 0 < data["test_users"] and 0 < data["relevant_pairs"] <= all_truth.count()
     page = (folder / "report.html").read_text()
     assert page.count("<svg") == 6 and "recent_popular" in page
     assert "| als | ndcg |" in (folder / "report.md").read_text()

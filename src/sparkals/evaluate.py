@@ -30,7 +30,7 @@ from sparkals.train import train_als
 from sparkals.vocabulary import EVENT, EVENT_DATE, ITEM_ID, RANK, USER_ID
 
 __all__ = ["BASELINES", "FittedModel", "baseline_candidates", "baseline_lists", "evaluate_holdout", "fit_model",
-           "measure", "measure_on_driver", "model_lists", "relevance"]
+           "measure", "measure_on_driver", "model_lists", "relevance", "relevant_counts"]
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,16 @@ def measure(lists: dict[str, DataFrame], truth: DataFrame, ks: list[int], n_item
     return results
 
 
+def relevant_counts(all_truth: DataFrame, users: DataFrame) -> dict[str, int]:
+    """`users`: the distinct users of the relevant pairs; `pairs`: the relevant pairs of users with a
+    training rating (an index row in `users`): one Spark action for both, for the report."""
+    known = users.select(USER_ID, F.lit(1).alias("_known"))
+    row = all_truth.join(known, USER_ID, "left").agg(
+        F.countDistinct(USER_ID).alias("users"), F.count("_known").alias("pairs")
+    ).first()
+    return {"users": int(row["users"]), "pairs": int(row["pairs"])}
+
+
 def evaluate_holdout(
     holdout: Holdout, ratings: RatingsSettings, als: ALSSettings, settings: EvaluateSettings, as_of: dt.date,
     with_baselines: bool = True, excluded: DataFrame | None = None, fitted: FittedModel | None = None,
@@ -194,20 +204,22 @@ def evaluate_holdout(
         systems = measure(lists, truth, settings.ks, n_items)
     key = str(settings.metric_k)
     headline = systems["als"][key][settings.metric]
+    train_events, test_events = holdout.sizes
+    relevant = relevant_counts(all_truth, fitted.users)
     report = {
         "split": holdout.describe(),
         "metric": f"{settings.metric}@{settings.metric_k}",
         "headline": headline,
         "systems": systems,
         "data": {
-            "train_events": holdout.train.count(),
-            "test_events": holdout.test.count(),
+            "train_events": train_events,
+            "test_events": test_events,
             "train_ratings": fitted.ratings,
             "train_users": fitted.users.count(),
             "train_items": n_items,
             "test_users": test_users,
-            "cold_test_users": all_truth.select(USER_ID).distinct().count() - test_users,
-            "relevant_pairs": truth.count(),
+            "cold_test_users": relevant["users"] - test_users,
+            "relevant_pairs": relevant["pairs"],
         },
         "parameters": {"als": dataclasses.asdict(als), "ratings": dataclasses.asdict(ratings)},
         "train_seconds": round(fitted.train_seconds, 3),

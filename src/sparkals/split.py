@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, Window
@@ -114,6 +115,15 @@ class Holdout:
     test: DataFrame
     method: str
     cutoff: dt.date | None
+
+    @cached_property
+    def sizes(self) -> tuple[int, int]:
+        """(training events, test events), counted together in one Spark action the first time they
+        are asked for: the empty-split check and the report share it."""
+        side = F.col("_train")
+        both = self.train.select(F.lit(True).alias("_train")).unionByName(self.test.select(F.lit(False).alias("_train")))
+        row = both.agg(F.count(F.when(side, 1)).alias("train"), F.count(F.when(~side, 1)).alias("test")).first()
+        return int(row["train"]), int(row["test"])
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "cutoff": str(self.cutoff) if self.cutoff else None}

@@ -182,9 +182,10 @@ def open_holdout(spark: SparkSession, cfg: Config, run_date: dt.date) -> Iterato
     events = read_events(spark, paths, run_date).cache()
     try:
         holdout = split_events(events, cfg.evaluate, run_date)
-        if holdout.train.isEmpty() or holdout.test.isEmpty():
+        train_events, test_events = holdout.sizes
+        if not train_events or not test_events:
             raise EmptyHoldoutError(
-                f"the {holdout.method} split leaves no {'training' if holdout.train.isEmpty() else 'test'} events "
+                f"the {holdout.method} split leaves no {'training' if not train_events else 'test'} events "
                 f"(cutoff {holdout.cutoff}); set evaluate.cutoff_date or evaluate.test_days to fit the data"
             )
         yield holdout, holdout.as_of or run_date
