@@ -160,13 +160,17 @@ def measure(lists: dict[str, DataFrame], truth: DataFrame, ks: list[int], n_item
 
 
 def relevant_counts(all_truth: DataFrame, users: DataFrame) -> dict[str, int]:
-    """`users`: the distinct users of the relevant pairs; `pairs`: the relevant pairs of users with a
-    training rating (an index row in `users`): one Spark action for both, for the report."""
+    """Of the relevant pairs `all_truth`: `users`, their distinct users; `known_users`, those with a
+    training rating (an index row in `users`): the evaluated test users; `pairs`, the relevant
+    pairs of those. One Spark action for the three (the evaluation's count of test users and the
+    report's)."""
     known = users.select(USER_ID, F.lit(1).alias("_known"))
-    row = all_truth.join(known, USER_ID, "left").agg(
-        F.countDistinct(USER_ID).alias("users"), F.count("_known").alias("pairs")
+    per_user = all_truth.join(known, USER_ID, "left").groupBy(USER_ID).agg(F.count("_known").alias("_pairs"))
+    row = per_user.agg(
+        F.count("*").alias("users"), F.count(F.when(F.col("_pairs") > 0, 1)).alias("known_users"),
+        F.sum("_pairs").alias("pairs"),
     ).first()
-    return {"users": int(row["users"]), "pairs": int(row["pairs"])}
+    return {"users": int(row["users"]), "known_users": int(row["known_users"]), "pairs": int(row["pairs"] or 0)}
 
 
 def evaluate_holdout(
@@ -188,13 +192,16 @@ def evaluate_holdout(
     log.info("evaluate: ALS %s; listing and measuring %s", how,
              ", ".join(["als", *BASELINES] if with_baselines else ["als"]))
     all_truth, seen = relevance(holdout, settings)
+    # The relevance sets are computed once, into the cache, by the counts: every use below reads them.
+    all_truth = all_truth.cache()
+    relevant = relevant_counts(all_truth, fitted.users)
     truth = all_truth.join(fitted.users.select(USER_ID), USER_ID, "left_semi").cache()
     seen = seen.cache()
     audience = truth.select(USER_ID).distinct().cache()
     n = max(settings.ks)
     mask = seen if settings.exclude_seen else None
     n_items = fitted.items.count()
-    test_users = audience.count()
+    test_users = relevant["known_users"]
     if fits_on_driver(test_users, n_items, settings.driver_max_cells):
         systems = measure_on_driver(fitted, holdout, truth, mask, settings, n_items, with_baselines)
     else:
@@ -205,7 +212,6 @@ def evaluate_holdout(
     key = str(settings.metric_k)
     headline = systems["als"][key][settings.metric]
     train_events, test_events = holdout.sizes
-    relevant = relevant_counts(all_truth, fitted.users)
     report = {
         "split": holdout.describe(),
         "metric": f"{settings.metric}@{settings.metric_k}",
@@ -229,6 +235,6 @@ def evaluate_holdout(
             name: (headline / systems[name][key][settings.metric] - 1.0) if systems[name][key][settings.metric] else None
             for name in BASELINES
         }
-    for frame in (truth, seen, audience, fitted.users, fitted.items, fitted.item_users):
+    for frame in (all_truth, truth, seen, audience, fitted.users, fitted.items, fitted.item_users):
         frame.unpersist()
     return report
