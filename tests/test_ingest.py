@@ -107,6 +107,46 @@ def test_bad_csv_corpus_exact_counts_per_reason(spark, small_settings, tmp_path)
     assert sorted(r.item_id for r in events.collect()) == ["248676", "355908", "8", "sku-ABC"]
 
 
+def test_a_line_with_a_field_too_many_or_too_few_is_malformed_even_beside_unmapped_columns(spark, small_settings, tmp_path):
+    """Spark's CSV reader parses only the columns a query needs and then cannot see a line's field
+    count: the counts per reason, the good rows and the quarantine must all read every column, or
+    a broken line could be counted and written as good and also quarantined."""
+    log = tmp_path / "extra_columns.csv"
+    log.write_text(
+        "timestamp,visitorid,event,itemid,transactionid,page,referrer\n"
+        "1433221332117,1,view,a,,home,google\n"
+        "1433221332118,2,view,b,,cart,\n"
+        "1433221332119,3,view,c,,search,bing,unquoted comma\n"  # a field too many, in unmapped columns
+        "1433221332120,4,view,d,,search\n"  # a field too few, in unmapped columns
+    )
+    pruning = "spark.sql.csv.parser.columnPruning.enabled"
+    session_value = spark.conf.get(pruning, None)
+    cfg, result = run_ingest(spark, small_settings, log, "ingest.max_quarantine_share=1.0")
+    assert spark.conf.get(pruning, None) == session_value  # the stage puts the session's setting back
+    assert result == {"rows_read": 4, "accepted": 2, "quarantined": 2, "duplicates": 0, "dropped_unknown_events": 0}
+    events = spark.read.parquet(Paths(cfg.output.root).events)
+    assert sorted(r.item_id for r in events.collect()) == ["a", "b"]
+    quarantine = spark.read.parquet(Paths(cfg.output.root).quarantine(RUN_DATE))
+    assert sorted((r.reason, r.raw_itemid) for r in quarantine.collect()) == [("malformed_line", "c"), ("malformed_line", "d")]
+
+
+def test_a_log_that_grows_between_the_count_and_the_write_fails_the_run(spark, small_settings, tmp_path):
+    """The input is read twice (counted, then written): rows that landed in between are written
+    but were never counted, and the run says so instead of recording negative duplicates."""
+    log = tmp_path / "growing.csv"
+    log.write_text("timestamp,visitorid,event,itemid,transactionid\n1433221332117,1,view,a,\n")
+    cfg = small_settings(f"input.path={log}")
+    counted = parse_events(ingest.read_input(spark, cfg.input, RUN_DATE), cfg.input, cfg.ingest, RUN_DATE)
+    by_reason = {row["reason"]: row["count"] for row in counted.groupBy("reason").count().collect()}
+    with log.open("a") as landing:
+        landing.write("1433221332118,2,view,b,\n")
+    grown = parse_events(ingest.read_input(spark, cfg.input, RUN_DATE), cfg.input, cfg.ingest, RUN_DATE)
+    with pytest.raises(PipelineError, match="input changed while ingest read it: 1 good rows counted, then 2 written"):
+        ingest._write(spark, Paths(cfg.output.root), cfg, RUN_DATE, grown, by_reason)
+    record = json.loads(Path(Paths(cfg.output.root).ingest_record(RUN_DATE)).read_text())
+    assert record["status"] == "failed" and record["duplicates"] == -1
+
+
 def test_a_stage_runs_its_spark_jobs_in_its_own_job_group_and_gives_back_the_callers(spark, small_settings):
     """The Spark UI and event log tell a night's stages apart by job group (scripts/profile_night.py)."""
     tracker = spark.sparkContext.statusTracker()

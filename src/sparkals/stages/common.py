@@ -27,7 +27,7 @@ from sparkals.vocabulary import EVENT_DATE, ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
 
 __all__ = [
     "job_group", "model_run_date", "model_version", "open_holdout", "previous_index_date", "read_events",
-    "read_exclusion_file", "read_indexes", "revision", "timed", "write_indexes",
+    "read_exclusion_file", "read_indexes", "revision", "sql_conf", "timed", "write_indexes",
 ]
 
 log = logging.getLogger("sparkals.stages")
@@ -67,6 +67,22 @@ def job_group(spark: SparkSession, group: str, description: str = "") -> Iterato
     finally:
         context.setLocalProperty("spark.jobGroup.id", outer[0])  # type: ignore[arg-type]
         context.setLocalProperty("spark.job.description", outer[1])  # type: ignore[arg-type]
+
+
+@contextmanager
+def sql_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
+    """Spark SQL `settings` while inside; the session's own values (or their absence) put back after."""
+    outer = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in outer.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 @contextmanager

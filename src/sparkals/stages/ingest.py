@@ -15,10 +15,13 @@ from sparkals.config import Config, InputSettings
 from sparkals.errors import PipelineError
 from sparkals.ingest import CORRUPT_COLUMN, DROPPED, REASONS, accepted, parse_events, quarantined
 from sparkals.paths import Paths
-from sparkals.stages.common import timed
+from sparkals.stages.common import sql_conf, timed
 from sparkals.vocabulary import EVENT_DATE
 
 __all__ = ["IngestResult", "RowCounts", "count_rows", "read_input", "run"]
+
+# Every read of the input parses whole lines (see `run`).
+WHOLE_LINES = {"spark.sql.csv.parser.columnPruning.enabled": "false"}
 
 
 @dataclass(frozen=True)
@@ -113,18 +116,18 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> IngestResult:
     """Input log to clean events; fails, writing nothing downstream, when more than
     `ingest.max_quarantine_share` of the rows are quarantined."""
     paths = Paths(cfg.output.root)
-    # Cache the full rows: CSV only flags a malformed line when every column is parsed, so every
-    # use of `parsed` must see the same fully parsed rows. `parsed` itself is cheap expressions
-    # over them, and wider (it carries the raw fields for the quarantine): not cached.
-    raw = read_input(spark, cfg.input, run_date).cache()
-    try:
-        parsed = parse_events(raw, cfg.input, cfg.ingest, run_date)
+    # The input is read twice, for the rows per reason and for the writes, not cached: parsing the
+    # CSV again costs a little less than building and reading a cache of every raw field (1M and 4M
+    # events: 5-6 % less time; BENCHMARKS.md, section 5), and the raw log no longer takes executor
+    # memory. Every read parses every column: Spark's CSV reader otherwise parses only the columns a
+    # query uses, and then cannot tell a line with a field too many or too few, so each read would
+    # flag different malformed lines.
+    with sql_conf(spark, WHOLE_LINES):
+        parsed = parse_events(read_input(spark, cfg.input, run_date), cfg.input, cfg.ingest, run_date)
         by_reason = {row["reason"]: row["count"] for row in parsed.groupBy("reason").count().collect()}
         if not by_reason:
             raise PipelineError(f"input {cfg.input.path!r} holds no rows (only a header, or empty files)")
         counts = _write(spark, paths, cfg, run_date, parsed, by_reason)
-    finally:
-        raw.unpersist()
     return IngestResult(counts.rows_read, counts.accepted, counts.quarantined, counts.duplicates,
                         counts.dropped_unknown_events)
 
@@ -161,6 +164,12 @@ def _write(
         "partitionOverwriteMode", "dynamic" if dated else "static"
     ).partitionBy(EVENT_DATE).parquet(paths.events)
     counts = count_rows(by_reason, int(written.get["rows"]))
+    if counts.duplicates < 0:  # more good rows written than counted: the files changed between the reads
+        _write_record(spark, paths, cfg, run_date, counts, "failed")
+        raise PipelineError(
+            f"the input changed while ingest read it: {by_reason.get(None, 0):,} good rows counted, then "
+            f"{counts.accepted:,} written; run ingest for {run_date} again once {cfg.input.path!r} is complete"
+        )
     _write_record(spark, paths, cfg, run_date, counts, "succeeded")
     return counts
 
