@@ -137,7 +137,7 @@ def test_a_log_that_grows_between_the_count_and_the_write_fails_the_run(spark, s
     log.write_text("timestamp,visitorid,event,itemid,transactionid\n1433221332117,1,view,a,\n")
     cfg = small_settings(f"input.path={log}")
     counted = parse_events(ingest.read_input(spark, cfg.input, RUN_DATE), cfg.input, cfg.ingest, RUN_DATE)
-    by_reason = {row["reason"]: row["count"] for row in counted.groupBy("reason").count().collect()}
+    by_reason = ingest.rows_per_reason(counted)
     with log.open("a") as landing:
         landing.write("1433221332118,2,view,b,\n")
     grown = parse_events(ingest.read_input(spark, cfg.input, RUN_DATE), cfg.input, cfg.ingest, RUN_DATE)

@@ -18,7 +18,7 @@ from sparkals.paths import Paths
 from sparkals.stages.common import sql_conf, timed
 from sparkals.vocabulary import EVENT_DATE
 
-__all__ = ["IngestResult", "RowCounts", "count_rows", "read_input", "run"]
+__all__ = ["IngestResult", "RowCounts", "count_rows", "read_input", "rows_per_reason", "run"]
 
 # Every read of the input parses whole lines (see `run`).
 WHOLE_LINES = {"spark.sql.csv.parser.columnPruning.enabled": "false"}
@@ -93,6 +93,12 @@ def read_input(spark: SparkSession, source: InputSettings, run_date: dt.date) ->
     return raw
 
 
+def rows_per_reason(parsed: DataFrame) -> dict[str | None, int]:
+    """Rows of `parse_events`' output per `reason` (None: good rows, before duplicates go): the
+    count that decides whether anything is written, in one Spark action."""
+    return {row["reason"]: row["count"] for row in parsed.groupBy("reason").count().collect()}
+
+
 def _quarantine_counts(by_reason: dict[str | None, int]) -> dict[str, int]:
     """The rows of each quarantine reason found (the other keys: good rows, dropped events)."""
     return {reason: by_reason[reason] for reason in REASONS if reason in by_reason}
@@ -124,7 +130,7 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> IngestResult:
     # flag different malformed lines.
     with sql_conf(spark, WHOLE_LINES):
         parsed = parse_events(read_input(spark, cfg.input, run_date), cfg.input, cfg.ingest, run_date)
-        by_reason = {row["reason"]: row["count"] for row in parsed.groupBy("reason").count().collect()}
+        by_reason = rows_per_reason(parsed)
         if not by_reason:
             raise PipelineError(f"input {cfg.input.path!r} holds no rows (only a header, or empty files)")
         counts = _write(spark, paths, cfg, run_date, parsed, by_reason)
