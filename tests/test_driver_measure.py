@@ -78,6 +78,23 @@ def test_driver_numbers_equal_the_spark_path(spark, case, masked):
         assert [int(i) for i in listed[position] if i >= 0] == by_user.get(int(user), [])
 
 
+def test_popularity_lists_of_several_rankings_equal_each_alone(spark, case):
+    """The rankings share one Spark job: each still gets its own items, in its own order."""
+    fitted, truth, seen = case
+    sample = collect_sample(truth, seen, fitted.users, fitted.items)
+    orders = {"forward": ["i3", "x900", *[f"i{i}" for i in range(5, 30)]],
+              "backward": [*[f"i{i}" for i in range(30, 5, -1)], "y1", "i2"]}
+    rankings = {name: spark.createDataFrame([(item, rank, 0.0) for rank, item in enumerate(order, 1)],
+                                            "item_id string, rank int, score double")
+                for name, order in orders.items()}
+    together = popularity_lists(rankings, fitted.items, sample, 10)
+    assert list(together) == ["forward", "backward"]
+    for name, ranking in rankings.items():
+        alone = popularity_lists({name: ranking}, fitted.items, sample, 10)[name]
+        assert np.array_equal(together[name], alone)
+    assert not np.array_equal(together["forward"], together["backward"])
+
+
 @pytest.mark.parametrize("masked", [True, False], ids=["seen_masked", "nothing_masked"])
 def test_popularity_lists_equal_popularity_recs(spark, case, masked):
     """Candidates with items the index lacks: x900 (relevant to some users, seen by others) and
@@ -93,7 +110,7 @@ def test_popularity_lists_equal_popularity_recs(spark, case, masked):
     expected = measure({"popular": expected_lists}, truth, KS, 60)["popular"]
 
     sample = collect_sample(truth, mask, fitted.users, fitted.items)
-    listed = popularity_lists(candidates, fitted.items, sample, n)
+    listed = popularity_lists({"popular": candidates}, fitted.items, sample, n)["popular"]
     got = metrics_of(listed, sample, KS, 60)
     for k, values in expected.items():
         assert got[k] == pytest.approx(values, abs=1e-12), f"at K={k}"

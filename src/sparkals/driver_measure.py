@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from functools import reduce
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -169,13 +170,29 @@ def _in_rows(grid: np.ndarray, offsets: np.ndarray, items: np.ndarray) -> np.nda
     return np.isin(np.arange(len(grid))[:, None] * width + grid, rows * width + items) & (grid >= 0)
 
 
-def popularity_lists(candidates: DataFrame, items: DataFrame, sample: TestSample, n: int) -> np.ndarray:
-    """Each sample user's first `n` of `candidates` (`item_id`, `rank`: a popularity ranking of a
-    few hundred items) that the user has not seen: what `popularity.popularity_recs` lists for
-    them, as item codes (`users` x `n`, -1 past the end of a short list)."""
-    require_columns(candidates, [ITEM_ID, RANK], "popularity_lists (candidates)")
-    rows = candidates.join(items, ITEM_ID, "left").select(ITEM_ID, ITEM_IDX, RANK).orderBy(RANK).collect()
-    ranked = sample.codes([row[ITEM_IDX] for row in rows], [row[ITEM_ID] for row in rows])
+def popularity_lists(
+    rankings: Mapping[str, DataFrame], items: DataFrame, sample: TestSample, n: int
+) -> dict[str, np.ndarray]:
+    """Each sample user's first `n` items of each ranking in `rankings` (name to `item_id`, `rank`:
+    a popularity ranking of a few hundred items) that the user has not seen: what
+    `popularity.popularity_recs` lists for them, as item codes (`users` x `n`, -1 past the end of
+    a short list), by name. The rankings find their item indexes in one Spark job together (at
+    evaluation sizes a job costs more than the rows it moves)."""
+    names = list(rankings)
+    for name in names:
+        require_columns(rankings[name], [ITEM_ID, RANK], f"popularity_lists ({name})")
+    tagged = [rankings[name].select(F.lit(place).alias("_list"), ITEM_ID, RANK) for place, name in enumerate(names)]
+    union = reduce(DataFrame.unionByName, tagged) if tagged else None
+    rows = [] if union is None else union.join(items, ITEM_ID, "left").select("_list", ITEM_ID, ITEM_IDX, RANK).collect()
+    return {
+        name: _unseen_first(sample, sorted((row for row in rows if row["_list"] == place), key=lambda row: row[RANK]), n)
+        for place, name in enumerate(names)
+    }
+
+
+def _unseen_first(sample: TestSample, ranked_rows: Sequence[Any], n: int) -> np.ndarray:
+    """One ranking's rows (best first) to each sample user's first `n` unseen item codes."""
+    ranked = sample.codes([row[ITEM_IDX] for row in ranked_rows], [row[ITEM_ID] for row in ranked_rows])
     users = len(sample.users)
     listed = np.full((users, n), -1, dtype=np.int64)
     if not users or not len(ranked):

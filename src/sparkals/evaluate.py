@@ -132,8 +132,9 @@ def measure_on_driver(
     sample = collect_sample(truth, seen, fitted.users, fitted.items)
     systems = {"als": measure_model(fitted.model, sample, settings.ks, n_items)}
     if with_baselines:
-        for name, ranking in baseline_candidates(holdout, fitted.item_users, n, settings.recent_days).items():
-            systems[name] = metrics_of(popularity_lists(ranking, fitted.items, sample, n), sample, settings.ks, n_items)
+        rankings = baseline_candidates(holdout, fitted.item_users, n, settings.recent_days)
+        for name, listed in popularity_lists(rankings, fitted.items, sample, n).items():
+            systems[name] = metrics_of(listed, sample, settings.ks, n_items)
     log.info("evaluate: %s listed and measured in %.1f s (on the driver)", ", ".join(systems),
              time.perf_counter() - started)
     return systems

@@ -135,7 +135,11 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def _products(features: pa.Array, items: ItemMatrix) -> np.ndarray:
-    """Users' factors (a list array without nulls) times every item's: one matrix product."""
+    """Users' factors (a list array without nulls) times every item's: one matrix product.
+
+    Its BLAS runs one thread per task: Spark starts Python workers with OMP_NUM_THREADS set to
+    `spark.task.cpus` (unless `spark.executorEnv.OMP_NUM_THREADS` says otherwise), which NumPy's
+    OpenBLAS follows, so concurrent tasks do not oversubscribe the cores (BENCHMARKS.md, section 5)."""
     users = pc.list_flatten(features).to_numpy().astype(np.float32, copy=False)
     return users.reshape(-1, items.rank) @ items.factors.T
 
