@@ -190,6 +190,21 @@ def popularity_lists(
     }
 
 
+def _seen_of_ranking(ranked: np.ndarray, sample: TestSample) -> np.ndarray:
+    """Whether each sample user (row) has seen each item of `ranked` (column; distinct codes):
+    each seen pair is looked up in the short ranking, O(seen pairs x log(ranking)), instead of
+    every (user, ranked item) cell in the seen pairs (an `isin` that sorts users x ranking cells:
+    about 1 s a baseline for 33k test users at 4M events, against 0.1 s)."""
+    seen = np.zeros((len(sample.users), len(ranked)), dtype=bool)
+    order = np.argsort(ranked, kind="stable")
+    in_order = ranked[order]
+    found = np.minimum(np.searchsorted(in_order, sample.seen_items), len(ranked) - 1)
+    hit = in_order[found] == sample.seen_items
+    rows = np.repeat(np.arange(len(sample.users)), np.diff(sample.seen_offsets))
+    seen[rows[hit], order[found[hit]]] = True
+    return seen
+
+
 def _unseen_first(sample: TestSample, ranked_rows: Sequence[Any], n: int) -> np.ndarray:
     """One ranking's rows (best first) to each sample user's first `n` unseen item codes."""
     ranked = sample.codes([row[ITEM_IDX] for row in ranked_rows], [row[ITEM_ID] for row in ranked_rows])
@@ -197,7 +212,7 @@ def _unseen_first(sample: TestSample, ranked_rows: Sequence[Any], n: int) -> np.
     listed = np.full((users, n), -1, dtype=np.int64)
     if not users or not len(ranked):
         return listed
-    kept = ~_in_rows(np.broadcast_to(ranked, (users, len(ranked))), sample.seen_offsets, sample.seen_items)
+    kept = ~_seen_of_ranking(ranked, sample)
     place = np.cumsum(kept, axis=1)
     row_of, column = np.nonzero(kept & (place <= n))
     listed[row_of, place[row_of, column] - 1] = ranked[column]
