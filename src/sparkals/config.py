@@ -165,7 +165,7 @@ class EvaluateSettings:
     metric: str = "ndcg"
     metric_k: int = 10
     max_test_users: int = 50_000
-    driver_max_cells: int = 100_000_000
+    driver_max_cells: int = 4_000_000_000
 
 
 @dataclass
