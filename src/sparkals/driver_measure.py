@@ -194,7 +194,7 @@ def _seen_of_ranking(ranked: np.ndarray, sample: TestSample) -> np.ndarray:
     """Whether each sample user (row) has seen each item of `ranked` (column; distinct codes):
     each seen pair is looked up in the short ranking, O(seen pairs x log(ranking)), instead of
     every (user, ranked item) cell in the seen pairs (an `isin` that sorts users x ranking cells:
-    about 1 s a baseline for 33k test users at 4M events, against 0.1 s)."""
+    at 4M events, 33k test users, the two baselines' lists took 2.4-2.9 s with it, 0.4-0.6 s now)."""
     seen = np.zeros((len(sample.users), len(ranked)), dtype=bool)
     order = np.argsort(ranked, kind="stable")
     in_order = ranked[order]
