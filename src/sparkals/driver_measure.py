@@ -178,16 +178,16 @@ def popularity_lists(
     `popularity.popularity_recs` lists for them, as item codes (`users` x `n`, -1 past the end of
     a short list), by name. The rankings find their item indexes in one Spark job together (at
     evaluation sizes a job costs more than the rows it moves)."""
-    names = list(rankings)
-    for name in names:
-        require_columns(rankings[name], [ITEM_ID, RANK], f"popularity_lists ({name})")
-    tagged = [rankings[name].select(F.lit(place).alias("_list"), ITEM_ID, RANK) for place, name in enumerate(names)]
-    union = reduce(DataFrame.unionByName, tagged) if tagged else None
-    rows = [] if union is None else union.join(items, ITEM_ID, "left").select("_list", ITEM_ID, ITEM_IDX, RANK).collect()
-    return {
-        name: _unseen_first(sample, sorted((row for row in rows if row["_list"] == place), key=lambda row: row[RANK]), n)
-        for place, name in enumerate(names)
-    }
+    if not rankings:
+        return {}
+    for name, ranking in rankings.items():
+        require_columns(ranking, [ITEM_ID, RANK], f"popularity_lists ({name})")
+    tagged = [ranking.select(F.lit(name).alias("_list"), ITEM_ID, RANK) for name, ranking in rankings.items()]
+    rows = reduce(DataFrame.unionByName, tagged).join(items, ITEM_ID, "left").select("_list", ITEM_ID, ITEM_IDX, RANK)
+    by_list: dict[str, list[Any]] = {name: [] for name in rankings}
+    for row in sorted(rows.collect(), key=lambda row: row[RANK]):
+        by_list[row["_list"]].append(row)
+    return {name: _unseen_first(sample, ranked_rows, n) for name, ranked_rows in by_list.items()}
 
 
 def _seen_of_ranking(ranked: np.ndarray, sample: TestSample) -> np.ndarray:
