@@ -130,21 +130,45 @@ def test_a_line_with_a_field_too_many_or_too_few_is_malformed_even_beside_unmapp
     assert sorted((r.reason, r.raw_itemid) for r in quarantine.collect()) == [("malformed_line", "c"), ("malformed_line", "d")]
 
 
-def test_a_log_that_grows_between_the_count_and_the_write_fails_the_run(spark, small_settings, tmp_path):
-    """The input is read twice (counted, then written): rows that landed in between are written
-    but were never counted, and the run says so instead of recording negative duplicates."""
+def test_a_log_that_grows_between_the_events_and_the_quarantine_fails_the_run(spark, small_settings, tmp_path):
+    """A log with bad rows is read twice (the events written with every row counted, then the
+    quarantine): bad rows that landed in between would be quarantined but never counted, and the
+    run says so, before the staged events are published."""
     log = tmp_path / "growing.csv"
-    log.write_text("timestamp,visitorid,event,itemid,transactionid\n1433221332117,1,view,a,\n")
-    cfg = small_settings(f"input.path={log}")
-    counted = parse_events(ingest.read_input(spark, cfg.input, RUN_DATE), cfg.input, cfg.ingest, RUN_DATE)
-    by_reason = ingest.rows_per_reason(counted)
+    log.write_text("timestamp,visitorid,event,itemid,transactionid\n1433221332117,1,view,a,\n1433221332117,,view,b,\n")
+    cfg = small_settings(f"input.path={log}", "ingest.max_quarantine_share=1.0")
+    paths = Paths(cfg.output.root)
+
+    def parsed():
+        return parse_events(ingest.read_input(spark, cfg.input, RUN_DATE), cfg.input, cfg.ingest, RUN_DATE)
+
+    by_reason, written = ingest._stage_events(parsed(), f"{paths.staging}/ingest-{RUN_DATE}", dated=True)
+    assert (by_reason, written) == ({None: 1, "missing_user": 1}, 1)
     with log.open("a") as landing:
-        landing.write("1433221332118,2,view,b,\n")
-    grown = parse_events(ingest.read_input(spark, cfg.input, RUN_DATE), cfg.input, cfg.ingest, RUN_DATE)
-    with pytest.raises(PipelineError, match="input changed while ingest read it: 1 good rows counted, then 2 written"):
-        ingest._write(spark, Paths(cfg.output.root), cfg, RUN_DATE, grown, by_reason)
-    record = json.loads(Path(Paths(cfg.output.root).ingest_record(RUN_DATE)).read_text())
-    assert record["status"] == "failed" and record["duplicates"] == -1
+        landing.write("1433221332118,,view,c,\n")
+    with pytest.raises(PipelineError, match="input changed while ingest read it: 1 rows quarantined as the events "
+                                            "were written, then 2 in the quarantine"):
+        ingest._write_quarantine(spark, paths, cfg, RUN_DATE, parsed(), ingest.count_rows(by_reason, written))
+    record = json.loads(Path(paths.ingest_record(RUN_DATE)).read_text())
+    assert record["status"] == "failed" and record["quarantined"] == 1
+    assert not Path(paths.events).exists()
+
+
+def test_the_events_are_staged_then_published_and_the_staging_is_removed(spark, small_settings, tmp_path):
+    """The events are written once, counted as they go, into the output root's staging folder and
+    moved into place only after the counts allow it; a later night replaces only its days."""
+    cfg, result = run_ingest(spark, small_settings, DATA / "retailrocket_bad.csv", "ingest.max_quarantine_share=1.0")
+    paths = Paths(cfg.output.root)
+    assert not Path(paths.staging, f"ingest-{RUN_DATE}").exists()
+    days = sorted(path.name for path in Path(paths.events).glob("event_date=*"))
+    assert days and spark.read.parquet(paths.events).count() == result["accepted"]
+    log = tmp_path / "one-day.csv"
+    log.write_text("timestamp,visitorid,event,itemid,transactionid\n1433221332117,9,view,z,\n")
+    run_ingest(spark, small_settings, log)
+    assert sorted(path.name for path in Path(paths.events).glob("event_date=*")) == days
+    replaced = spark.read.parquet(f"{paths.events}/event_date=2015-06-02")
+    assert [(r.user_id, r.item_id) for r in replaced.collect()] == [("9", "z")]
+    assert not Path(paths.staging, f"ingest-{RUN_DATE}").exists()
 
 
 def test_a_stage_runs_its_spark_jobs_in_its_own_job_group_and_gives_back_the_callers(spark, small_settings):
@@ -154,7 +178,7 @@ def test_a_stage_runs_its_spark_jobs_in_its_own_job_group_and_gives_back_the_cal
     with job_group(spark, "caller"):
         run_ingest(spark, small_settings, DATA / "retailrocket_bad.csv", "ingest.max_quarantine_share=1.0")
         assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") == "caller"
-    assert len(set(tracker.getJobIdsForGroup("sparkals.ingest")) - before) >= 2  # counts per reason, write
+    assert len(set(tracker.getJobIdsForGroup("sparkals.ingest")) - before) >= 2  # events, quarantine
 
 
 def test_unknown_events_can_be_dropped_and_are_still_counted(spark, small_settings):
@@ -168,6 +192,7 @@ def test_too_many_bad_rows_fail_before_anything_downstream(spark, small_settings
     with pytest.raises(PipelineError, match=r"64\.3% of 14 rows were quarantined.*Nothing was written"):
         run_ingest(spark, small_settings, DATA / "retailrocket_bad.csv")
     assert not (tmp_path / "out" / "events").exists()
+    assert not (tmp_path / "out" / "_staging" / f"ingest-{RUN_DATE}").exists()
     assert (tmp_path / "out" / "quarantine" / f"run_date={RUN_DATE}").exists()
     record = json.loads((tmp_path / "out" / "runs" / f"run_date={RUN_DATE}" / "ingest.json").read_text())
     assert record["status"] == "failed"

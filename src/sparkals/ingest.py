@@ -19,8 +19,8 @@ from sparkals.errors import SparkalsError
 from sparkals.vocabulary import EVENT, EVENT_DATE, ITEM_ID, QUANTITY, TRANSACTION_ID, TS, USER_ID
 
 __all__ = [
-    "CANONICAL_COLUMNS", "CORRUPT_COLUMN", "DROPPED", "REASONS", "InputSchemaError", "accepted", "check_columns",
-    "mapped_columns", "parse_events", "quarantined",
+    "CANONICAL_COLUMNS", "CORRUPT_COLUMN", "DROPPED", "GOOD", "REASONS", "InputSchemaError", "accepted", "check_columns",
+    "mapped_columns", "parse_events", "quarantined", "rows_per_reason",
 ]
 
 CANONICAL_COLUMNS = [USER_ID, ITEM_ID, EVENT, TS, EVENT_DATE, QUANTITY, TRANSACTION_ID]
@@ -43,6 +43,7 @@ REASONS = (
     "bad_quantity",
 )
 DROPPED = "dropped_unknown_event"
+GOOD = "good"  # `rows_per_reason`'s name for the rows without a reason
 
 
 class InputSchemaError(SparkalsError):
@@ -143,6 +144,14 @@ def accepted(parsed: DataFrame, by_day: bool = False) -> DataFrame:
     if by_day:
         return good.repartition(EVENT_DATE).dropDuplicates([EVENT_DATE, *DUPLICATE_KEY])
     return good.dropDuplicates(DUPLICATE_KEY)
+
+
+def rows_per_reason() -> list[Column]:
+    """Aggregates of `parse_events`' output: the rows of each reason, and of none (GOOD, before
+    duplicates go). As an Observation on a write they count every row the write reads, in that
+    same read: placed before `accepted`'s filter, they see the rows it lets through and the rest."""
+    reason = F.col("reason")
+    return [F.count_if(reason.isNull()).alias(GOOD), *[F.count_if(reason == name).alias(name) for name in (*REASONS, DROPPED)]]
 
 
 def quarantined(parsed: DataFrame) -> DataFrame:

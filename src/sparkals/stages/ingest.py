@@ -13,12 +13,12 @@ from pyspark.sql import functions as F
 from sparkals import fs
 from sparkals.config import Config, InputSettings
 from sparkals.errors import PipelineError
-from sparkals.ingest import CORRUPT_COLUMN, DROPPED, REASONS, accepted, parse_events, quarantined
+from sparkals.ingest import CORRUPT_COLUMN, DROPPED, GOOD, REASONS, accepted, parse_events, quarantined, rows_per_reason
 from sparkals.paths import Paths
 from sparkals.stages.common import sql_conf, timed
 from sparkals.vocabulary import EVENT_DATE
 
-__all__ = ["IngestResult", "RowCounts", "count_rows", "read_input", "rows_per_reason", "run"]
+__all__ = ["IngestResult", "RowCounts", "count_rows", "read_input", "run"]
 
 # Every read of the input parses whole lines (see `run`).
 WHOLE_LINES = {"spark.sql.csv.parser.columnPruning.enabled": "false"}
@@ -93,12 +93,6 @@ def read_input(spark: SparkSession, source: InputSettings, run_date: dt.date) ->
     return raw
 
 
-def rows_per_reason(parsed: DataFrame) -> dict[str | None, int]:
-    """Rows of `parse_events`' output per `reason` (None: good rows, before duplicates go): the
-    count that decides whether anything is written, in one Spark action."""
-    return {row["reason"]: row["count"] for row in parsed.groupBy("reason").count().collect()}
-
-
 def _quarantine_counts(by_reason: dict[str | None, int]) -> dict[str, int]:
     """The rows of each quarantine reason found (the other keys: good rows, dropped events)."""
     return {reason: by_reason[reason] for reason in REASONS if reason in by_reason}
@@ -122,62 +116,90 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> IngestResult:
     """Input log to clean events; fails, writing nothing downstream, when more than
     `ingest.max_quarantine_share` of the rows are quarantined."""
     paths = Paths(cfg.output.root)
-    # The input is read twice, for the rows per reason and for the writes, not cached: parsing the
-    # CSV again costs a little less than building and reading a cache of every raw field (1M and 4M
-    # events: 5-6 % less time; BENCHMARKS.md, section 5), and the raw log no longer takes executor
-    # memory. Every read parses every column: Spark's CSV reader otherwise parses only the columns a
-    # query uses, and then cannot tell a line with a field too many or too few, so each read would
-    # flag different malformed lines.
+    staged = f"{paths.staging}/ingest-{run_date}"
+    # Every read parses every column: Spark's CSV reader otherwise parses only the columns a query
+    # uses, and then cannot tell a line with a field too many or too few, so a read for the events
+    # and one for the quarantine would flag different malformed lines.
     with sql_conf(spark, WHOLE_LINES):
         parsed = parse_events(read_input(spark, cfg.input, run_date), cfg.input, cfg.ingest, run_date)
-        by_reason = rows_per_reason(parsed)
-        if not by_reason:
-            raise PipelineError(f"input {cfg.input.path!r} holds no rows (only a header, or empty files)")
-        counts = _write(spark, paths, cfg, run_date, parsed, by_reason)
+        fs.delete(spark, staged)  # what a run that crashed may have left
+        try:
+            by_reason, accepted_rows = _stage_events(parsed, staged, dated=bool(cfg.input.columns.timestamp))
+            if not by_reason:
+                raise PipelineError(f"input {cfg.input.path!r} holds no rows (only a header, or empty files)")
+            counts = count_rows(by_reason, accepted_rows)
+            _write_quarantine(spark, paths, cfg, run_date, parsed, counts)
+            _promote(spark, staged, paths.events, dated=bool(cfg.input.columns.timestamp))
+        finally:
+            fs.delete(spark, staged)
+    _write_record(spark, paths, cfg, run_date, counts, "succeeded")
     return IngestResult(counts.rows_read, counts.accepted, counts.quarantined, counts.duplicates,
                         counts.dropped_unknown_events)
 
 
-def _write(
-    spark: SparkSession, paths: Paths, cfg: Config, run_date: dt.date, parsed: DataFrame,
-    by_reason: dict[str | None, int],
-) -> RowCounts:
-    """Quarantine first, then the clean events only when the share quarantined is acceptable, then
-    the record. The good rows are counted as they are written (an observation on the write), not
-    cached and counted beforehand: the decision needs only the rows per reason."""
+def _stage_events(parsed: DataFrame, staged: str, dated: bool) -> tuple[dict[str | None, int], int]:
+    """The clean events written to `staged`, partitioned by day, in the one read of the input that
+    also counts every row per reason (an observation before `accepted`'s filter) and the rows
+    written (one after its duplicates go): the rows per reason, without empty ones (None: good
+    rows, before duplicates go), and the events written.
+
+    One read, not a count and then a write: the decision whether to publish needs the counts, so
+    the events wait in `staged` until `_promote` (at 4M events, the stage BENCHMARKS.md, section 5).
+    A dated log: one task writes each day, one file a day (`accepted` shuffles by day). Written as
+    read, every task would write a file into every day it holds (a log of two years in 8 tasks: up
+    to 5,840 small files). A snapshot is one day: written as read, by every task at once."""
+    tallied, written = Observation("rows per reason"), Observation("accepted")
+    good = accepted(parsed.observe(tallied, *rows_per_reason()), by_day=dated)
+    good.observe(written, F.count(F.lit(1)).alias("rows")).write.mode("overwrite").partitionBy(EVENT_DATE).parquet(staged)
+    rows_written = int(written.get["rows"])
+    # With nothing written, adaptive execution replaces the plan after the shuffle by an empty
+    # relation, and the observation before the shuffle goes with it: those counts take a job of their own.
+    tallies = tallied.get if rows_written else parsed.agg(*rows_per_reason()).first().asDict()
+    by_reason = {None if name == GOOD else name: int(tallies[name]) for name in (GOOD, *REASONS, DROPPED)}
+    return {reason: rows for reason, rows in by_reason.items() if rows}, rows_written
+
+
+def _write_quarantine(
+    spark: SparkSession, paths: Paths, cfg: Config, run_date: dt.date, parsed: DataFrame, counts: RowCounts
+) -> None:
+    """The quarantined rows, then the check of their share. The quarantine is a second read of the
+    input, for logs that have bad rows only: when it finds other rows than the first read counted,
+    the files changed in between, and the run fails rather than record counts the outputs do not hold."""
     fs.delete(spark, paths.quarantine(run_date))
-    quarantine = _quarantine_counts(by_reason)
-    if quarantine:
-        quarantined(parsed).write.mode("overwrite").parquet(paths.quarantine(run_date))
-    # A dated log replaces only the days it holds. A log without time is a snapshot dated at the
-    # run date: it replaces every earlier snapshot, or each night would count the same rows again.
-    dated = bool(cfg.input.columns.timestamp)
-    # A dated log: one task writes each day, one file a day (`accepted` shuffles by day). Written as
-    # read, every task would write a file into every day it holds (a log of two years in 8 tasks:
-    # up to 5,840 small files). A snapshot is one day: written as read, by every task at once.
-    good = accepted(parsed, by_day=dated)
-    share = sum(quarantine.values()) / sum(by_reason.values())
+    if counts.quarantined:
+        written = Observation("quarantined")
+        quarantined(parsed).observe(written, F.count(F.lit(1)).alias("rows")).write.mode("overwrite").parquet(
+            paths.quarantine(run_date))
+        if int(written.get["rows"]) != counts.quarantined:
+            _write_record(spark, paths, cfg, run_date, counts, "failed")
+            raise PipelineError(
+                f"the input changed while ingest read it: {counts.quarantined:,} rows quarantined as the events "
+                f"were written, then {int(written.get['rows']):,} in the quarantine; run ingest for {run_date} "
+                f"again once {cfg.input.path!r} is complete"
+            )
+    share = counts.quarantined / counts.rows_read
     if share > cfg.ingest.max_quarantine_share:
-        counts = count_rows(by_reason, good.count())
         _write_record(spark, paths, cfg, run_date, counts, "failed")
         raise PipelineError(
             f"{share:.1%} of {counts.rows_read:,} rows were quarantined, above ingest.max_quarantine_share "
             f"({cfg.ingest.max_quarantine_share:.1%}): {counts.quarantined_by_reason}. Nothing was written downstream; "
             f"see {paths.quarantine(run_date)} and fix the input or the [input] mapping."
         )
-    written = Observation("accepted")
-    good.observe(written, F.count(F.lit(1)).alias("rows")).write.mode("overwrite").option(
-        "partitionOverwriteMode", "dynamic" if dated else "static"
-    ).partitionBy(EVENT_DATE).parquet(paths.events)
-    counts = count_rows(by_reason, int(written.get["rows"]))
-    if counts.duplicates < 0:  # more good rows written than counted: the files changed between the reads
-        _write_record(spark, paths, cfg, run_date, counts, "failed")
-        raise PipelineError(
-            f"the input changed while ingest read it: {by_reason.get(None, 0):,} good rows counted, then "
-            f"{counts.accepted:,} written; run ingest for {run_date} again once {cfg.input.path!r} is complete"
-        )
-    _write_record(spark, paths, cfg, run_date, counts, "succeeded")
-    return counts
+
+
+def _promote(spark: SparkSession, staged: str, events: str, dated: bool) -> None:
+    """Move the staged events into place: a dated log replaces only the days it holds; a log
+    without time is a snapshot dated at the run date and replaces every earlier snapshot, or each
+    night would count the same rows again. Each day is one delete and one rename of its folder, as
+    Spark's dynamic partition overwrite does when it commits."""
+    if not dated:
+        fs.delete(spark, events)
+        fs.rename(spark, staged, events)
+        return
+    for day in fs.list_names(spark, staged):
+        if day.startswith(f"{EVENT_DATE}="):
+            fs.delete(spark, f"{events}/{day}")
+            fs.rename(spark, f"{staged}/{day}", f"{events}/{day}")
 
 
 def _write_record(
