@@ -117,6 +117,7 @@ def bench_pipeline(spark: SparkSession, log: str, root: Path, repeats: int, over
                   f"(holdout model {runs[name][-1]['holdout_model']})", flush=True)
     first = runs[variants[0]]
     figures: dict[str, Any] = {key: first[0][key] for key in ("ratings", "users", "items")}
+    figures["variant"] = variants[0]
     for key in ("total", *nightly.STAGES, "peak_heap_mb"):
         figures[key] = spread([r[key] for r in first])
     for name in variants[1:]:
@@ -137,17 +138,25 @@ def bench_single_machine(log: str, out: Path, repeats: int, rank: int) -> dict[s
 def ratios(night: dict[str, Any], single: dict[str, Any] | None) -> dict[str, float]:
     """The night without its gate against the single-machine path, and what the gate adds to the
     night: the night with it over the night without it, both measured, on a first night (the gate
-    trains) and on a scheduled one (the gate measures the model of the night before its test period)."""
-    with_gate = "without_gate" in night  # else only the night without the gate ran (--only without-gate)
-    total, without = night["total"]["median"], night.get("without_gate", night)["total"]["median"]
+    trains) and on a scheduled one (the gate measures the model of the night before its test period),
+    for the variants that ran (--only)."""
+    first = night.get("variant", "night")
+    totals = {name: (night if name == first else night[name])["total"]["median"]
+              for name in VARIANTS if name == first or name in night}
     found = {}
-    if with_gate:
-        found = {"gate_overhead": round(total / without - 1.0, 3),
-                 "gate_overhead_scheduled": round(night["scheduled"]["total"]["median"] / without - 1.0, 3)}
+    without = totals.get("without_gate")
+    if without:
+        for name, key in (("night", "gate_overhead"), ("scheduled", "gate_overhead_scheduled")):
+            if name in totals:
+                found[key] = round(totals[name] / without - 1.0, 3)
     if single:
-        found["night_without_gate_over_single_machine"] = round(without / single["total"]["median"], 2)
-        if with_gate:
-            found["night_over_single_machine"] = round(total / single["total"]["median"], 2)
+        single_total = single["total"]["median"]
+        if without:
+            found["night_without_gate_over_single_machine"] = round(without / single_total, 2)
+        for name, key in (("night", "night_over_single_machine"),
+                          ("scheduled", "scheduled_night_over_single_machine")):
+            if name in totals:
+                found[key] = round(totals[name] / single_total, 2)
     return found
 
 
@@ -289,9 +298,11 @@ def main() -> None:
                         "(default: the largest size)")
     parser.add_argument("--workdir", default=".bench")
     parser.add_argument("--out", default=str(REPO), help="folder for bench_report.md and benchmarks.json")
-    parser.add_argument("--only", choices=["all", "pipeline", "without-gate", "training"], default="all",
+    parser.add_argument("--only", choices=["all", "pipeline", "without-gate", "scheduled", "training"], default="all",
                         help="pipeline: only the nightly runs; without-gate: only the night without the gate and "
                              "the single-machine path (the first target's ratio, a third of the time at 16M); "
+                             "scheduled: the same and the scheduled night with the gate (the night before its test "
+                             "period trained first, untimed); "
                              "training: only ALS Spark vs implicit, on the ratings of an earlier run (e.g. "
                              "before/after installing a native BLAS)")
     parser.add_argument("--big", type=int, default=10_000_000,
@@ -321,7 +332,8 @@ def main() -> None:
             generate.run(spark, spec_for(size), str(log))
         print(f"nightly on {size:,} events", flush=True)
         repeats = 1 if size >= args.big else args.repeats
-        variants = ["without_gate"] if args.only == "without-gate" else list(VARIANTS)
+        variants = {"without-gate": ["without_gate"], "scheduled": ["without_gate", "scheduled"]}.get(
+            args.only, list(VARIANTS))
         if size == sizes[0]:  # the JVM's first night (class loading, JIT) would land on one variant only
             print("  warm-up night (not recorded)", flush=True)
             _night(spark, str(log), work / f"out-{size}" / "warmup", [*overrides, *VARIANTS[variants[0]]])
@@ -335,7 +347,7 @@ def main() -> None:
         print(f"  {json.dumps(night['ratios'])}", flush=True)
         results["pipeline"][f"{size:,}"] = night
         Path(args.out, "benchmarks.partial.json").write_text(json.dumps(results, indent=2) + "\n")
-    if args.only in ("pipeline", "without-gate"):
+    if args.only in ("pipeline", "without-gate", "scheduled"):
         Path(args.out, "pipeline.json").write_text(json.dumps(results, indent=2) + "\n")
         return
     data_dir = Path(os.environ.get("SPARKALS_DATA", REPO.parent / "shared" / "data"))
