@@ -19,6 +19,35 @@ def test_top_n_keeps_best_in_order_skips_masked_and_breaks_ties_by_item():
     assert cols[rows == 1].tolist() == [0, 1, 2, 3]
 
 
+def _reference_top_n(scores, n):
+    """Each row sorted by (score descending, column), -inf dropped, the first n: what top_n must give."""
+    found = []
+    for row, values in enumerate(scores):
+        columns = [c for c in np.lexsort((np.arange(len(values)), -values)) if values[c] > -np.inf][:n]
+        found += [(row, int(c), rank) for rank, c in enumerate(columns, start=1)]
+    return found
+
+
+@pytest.mark.parametrize("cols", [7, 300, 1280, 5000, 20_011])  # narrow rows, and wide ones ranked by groups
+@pytest.mark.parametrize("n", [1, 10, 40])
+def test_top_n_equals_a_full_sort_with_ties_at_the_cut_going_to_the_first_columns(cols, n):
+    """Ties are planted at and around each row's cut (repeated scores, rows of one value, rows
+    shorter than n once masked): the kept columns are those of a full sort by (score, column)."""
+    rng = np.random.default_rng(cols * 100 + n)
+    scores = rng.standard_normal((60, cols)).astype(np.float32)
+    scores[rng.integers(0, 60, 3 * cols), rng.integers(0, cols, 3 * cols)] = -np.inf
+    scores[::7] = np.round(scores[::7], 1)  # a few values shared by many columns
+    scores[3] = 1.0  # one value everywhere
+    scores[5, :] = -np.inf
+    scores[5, cols // 2] = 2.0  # one item left
+    scores[9, max(1, cols - n // 2):] = -np.inf  # fewer than n left when the row is narrow
+    best = np.sort(scores, axis=1)[:, ::-1][:, min(n, cols) - 1]
+    for row in range(10, 20):  # the row's n-th best score repeated in many columns past the first
+        scores[row, rng.integers(0, cols, 5)] = best[row]
+    rows, columns, ranks = top_n(scores.copy(), n)
+    assert list(zip(rows.tolist(), columns.tolist(), ranks.tolist())) == _reference_top_n(scores, n)
+
+
 def test_block_rows_respects_the_memory_budget():
     assert block_rows(items=1000, block_size=4096, memory_mb=1) == 262  # 1 MiB / (4 B x 1000)
     assert block_rows(items=10, block_size=4096, memory_mb=256) == 4096

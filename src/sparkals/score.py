@@ -108,23 +108,44 @@ def item_matrix(
     return dataclasses.replace(matrix, fallback=popular, excluded=banned, fold_in=solve)
 
 
+# `top_n` on wide rows: columns are taken in groups of GROUP_WIDTH (column j in group j % groups),
+# and only the n groups with the best maxima are ranked (see `_best_by_groups`). Below
+# GROUPS_PER_KEPT groups per kept item, ranking the whole rows costs less than finding the groups.
+GROUP_WIDTH = 16
+GROUPS_PER_KEPT = 24
+
+
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best `n` columns per row of `scores`, ignoring -inf: (row, column, rank) of each kept cell.
 
-    `argpartition` finds each row's n best in linear time (on the scores as they are: negating
-    them first costs a copy and made it 1.4x slower at 64k items); only those n are sorted. Ties
-    sort by column (the items are in index order), so the same scores always give the same lists.
+    Ties sort by column (the items are in index order), at the cut too: of items tied for the
+    n-th place, the first columns are kept. So the same scores always give the same lists, whichever
+    way they were found. Wide rows (a catalogue of thousands of items) are ranked by groups of
+    columns (`_best_by_groups`: at 64k items 4x faster than `argpartition` over whole rows, the
+    same lists); narrow ones by `argpartition` (linear time, on the scores as they are: negating
+    them first costs a copy and made it 1.4x slower at 64k items). Only the n kept are sorted.
     """
     rows, cols = scores.shape
     k = min(n, cols)
     if rows == 0 or k == 0:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, empty
-    if k < cols:
-        best = np.argpartition(scores, cols - k, axis=1)[:, cols - k:]
-        best.sort(axis=1)
-    else:
+    if k == cols:
         best = np.broadcast_to(np.arange(cols), (rows, cols)).copy()
+    else:
+        if cols // GROUP_WIDTH >= GROUPS_PER_KEPT * k:
+            best, tied = _best_by_groups(scores, k)
+        else:
+            # Partitioned at the (k+1)-th best, which lands in its place with the k best after it:
+            # a tie at the cut is the k-th best being equal to it.
+            order = np.argpartition(scores, cols - k - 1, axis=1)
+            best = order[:, cols - k:]
+            cut = np.take_along_axis(scores, best, axis=1).min(axis=1)
+            after = np.take_along_axis(scores, order[:, cols - k - 1:cols - k], axis=1)[:, 0]
+            tied = (after == cut) & (cut > -np.inf)
+        if tied.any():
+            best[tied] = _first_at_cut(scores[tied], np.take_along_axis(scores[tied], best[tied], axis=1).min(axis=1), k)
+        best.sort(axis=1)
     picked = np.take_along_axis(scores, best, axis=1)
     order = np.argsort(-picked, axis=1, kind="stable")
     best = np.take_along_axis(best, order, axis=1)
@@ -132,6 +153,46 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     keep = picked > -np.inf
     row_of, place = np.nonzero(keep)
     return row_of, best[row_of, place], place + 1
+
+
+def _best_by_groups(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's `k` best columns (in no order), found among the columns of its `k` groups with
+    the highest maxima, and which rows may hold a tie at the cut (for `_first_at_cut`).
+
+    Exact: a column of the k best whose group is not among the k best groups would leave k groups
+    whose maxima are at least its score, k other columns at least as good, so it is not in the k
+    best unless tied. Group j holds the columns j, j + groups, j + 2 * groups, ...: their maxima are
+    one reduction over contiguous rows of the block, which runs in SIMD (a reduction over short
+    runs of adjacent columns ran slower than ranking whole rows). Columns past the last whole
+    group (fewer than GROUP_WIDTH) are candidates in every row."""
+    rows, cols = scores.shape
+    groups = cols // GROUP_WIDTH
+    whole = groups * GROUP_WIDTH
+    maxima = scores[:, :whole].reshape(rows, GROUP_WIDTH, groups).max(axis=1)
+    chosen = np.argpartition(maxima, groups - k, axis=1)[:, groups - k:]
+    candidates = (chosen[:, :, None] + np.arange(GROUP_WIDTH) * groups).reshape(rows, -1)
+    if whole < cols:
+        candidates = np.concatenate([candidates, np.broadcast_to(np.arange(whole, cols), (rows, cols - whole))], axis=1)
+    values = np.take_along_axis(scores, candidates, axis=1)
+    width = values.shape[1]
+    kept = np.argpartition(values, width - k, axis=1)[:, width - k:]
+    cut = np.take_along_axis(values, kept, axis=1).min(axis=1)
+    # A tie at the cut: another candidate as good as the cut, or a group left out whose maximum
+    # reaches it (the k chosen groups' maxima all do). Rows with fewer than k scores above -inf have
+    # nothing to settle.
+    tied = ((np.count_nonzero(values >= cut[:, None], axis=1) > k) | (np.count_nonzero(maxima >= cut[:, None], axis=1) > k)) & (
+        cut > -np.inf)
+    return np.take_along_axis(candidates, kept, axis=1), tied
+
+
+def _first_at_cut(scores: np.ndarray, cut: np.ndarray, k: int) -> np.ndarray:
+    """For rows with a tie at their `cut` (the k-th best score): every column above the cut, then
+    the first of those at the cut until `k` (rows x k columns, in column order)."""
+    above = scores > cut[:, None]
+    at_cut = scores == cut[:, None]
+    room = k - above.sum(axis=1)
+    kept = above | (at_cut & (np.cumsum(at_cut, axis=1) <= room[:, None]))
+    return np.nonzero(kept)[1].reshape(len(scores), k)
 
 
 def _products(features: pa.Array, items: ItemMatrix) -> np.ndarray:
