@@ -121,7 +121,7 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     Ties sort by column (the items are in index order), at the cut too: of items tied for the
     n-th place, the first columns are kept. So the same scores always give the same lists, whichever
     way they were found. Wide rows (a catalogue of thousands of items) are ranked by groups of
-    columns (`_best_by_groups`: at 64k items 4x faster than `argpartition` over whole rows, the
+    columns (`_best_by_groups`: at 64k items 3-4.6x faster than `argpartition` over whole rows, the
     same lists); narrow ones by `argpartition` (linear time, on the scores as they are: negating
     them first costs a copy and made it 1.4x slower at 64k items). Only the n kept are sorted.
     """
