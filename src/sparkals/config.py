@@ -142,7 +142,7 @@ class RecommendSettings:
     similar_items: bool = False
     similar_top_n: int = 10
     method: str = "auto"
-    ann_min_items: int = 100_000
+    ann_min_items: int = 50_000
     ann_ef: int = 160
     ann_m: int = 16
     ann_ef_construction: int = 20
