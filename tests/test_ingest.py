@@ -142,7 +142,7 @@ def test_a_log_that_grows_between_the_events_and_the_quarantine_fails_the_run(sp
     def parsed():
         return parse_events(ingest.read_input(spark, cfg.input, RUN_DATE), cfg.input, cfg.ingest, RUN_DATE)
 
-    by_reason, written = ingest._stage_events(parsed(), f"{paths.staging}/ingest-{RUN_DATE}", dated=True)
+    by_reason, written = ingest._stage_events(parsed(), paths.staged_events(RUN_DATE), dated=True)
     assert (by_reason, written) == ({None: 1, "missing_user": 1}, 1)
     with log.open("a") as landing:
         landing.write("1433221332118,,view,c,\n")
@@ -159,7 +159,7 @@ def test_the_events_are_staged_then_published_and_the_staging_is_removed(spark, 
     moved into place only after the counts allow it; a later night replaces only its days."""
     cfg, result = run_ingest(spark, small_settings, DATA / "retailrocket_bad.csv", "ingest.max_quarantine_share=1.0")
     paths = Paths(cfg.output.root)
-    assert not Path(paths.staging, f"ingest-{RUN_DATE}").exists()
+    assert not Path(paths.staged_events(RUN_DATE)).exists()
     days = sorted(path.name for path in Path(paths.events).glob("event_date=*"))
     assert days and spark.read.parquet(paths.events).count() == result["accepted"]
     log = tmp_path / "one-day.csv"
@@ -168,7 +168,7 @@ def test_the_events_are_staged_then_published_and_the_staging_is_removed(spark, 
     assert sorted(path.name for path in Path(paths.events).glob("event_date=*")) == days
     replaced = spark.read.parquet(f"{paths.events}/event_date=2015-06-02")
     assert [(r.user_id, r.item_id) for r in replaced.collect()] == [("9", "z")]
-    assert not Path(paths.staging, f"ingest-{RUN_DATE}").exists()
+    assert not Path(paths.staged_events(RUN_DATE)).exists()
 
 
 def test_a_stage_runs_its_spark_jobs_in_its_own_job_group_and_gives_back_the_callers(spark, small_settings):

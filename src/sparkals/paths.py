@@ -26,6 +26,10 @@ class Paths:
     def quarantine(self, run_date: dt.date) -> str:
         return f"{self.root}/quarantine/run_date={run_date}"
 
+    def staged_events(self, run_date: dt.date) -> str:
+        """Where ingest writes the night's events until their counts allow moving them into `events`."""
+        return f"{self.staging}/ingest-{run_date}"
+
     def run_folder(self, run_date: dt.date) -> str:
         return f"{self.root}/runs/run_date={run_date}"
 

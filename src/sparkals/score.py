@@ -134,7 +134,7 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
         best = np.broadcast_to(np.arange(cols), (rows, cols)).copy()
     else:
         if cols // GROUP_WIDTH >= GROUPS_PER_KEPT * k:
-            best, tied = _best_by_groups(scores, k)
+            best, cut, tied = _best_by_groups(scores, k)
         else:
             # Partitioned at the (k+1)-th best, which lands in its place with the k best after it:
             # a tie at the cut is the k-th best being equal to it.
@@ -144,7 +144,7 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
             after = np.take_along_axis(scores, order[:, cols - k - 1:cols - k], axis=1)[:, 0]
             tied = (after == cut) & (cut > -np.inf)
         if tied.any():
-            best[tied] = _first_at_cut(scores[tied], np.take_along_axis(scores[tied], best[tied], axis=1).min(axis=1), k)
+            best[tied] = _first_at_cut(scores[tied], cut[tied], k)
         best.sort(axis=1)
     picked = np.take_along_axis(scores, best, axis=1)
     order = np.argsort(-picked, axis=1, kind="stable")
@@ -155,9 +155,10 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return row_of, best[row_of, place], place + 1
 
 
-def _best_by_groups(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _best_by_groups(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's `k` best columns (in no order), found among the columns of its `k` groups with
-    the highest maxima, and which rows may hold a tie at the cut (for `_first_at_cut`).
+    the highest maxima; the k-th best score (the cut); and which rows may hold a tie at the cut
+    (for `_first_at_cut`).
 
     Exact: a column of the k best whose group is not among the k best groups would leave k groups
     whose maxima are at least its score, k other columns at least as good, so it is not in the k
@@ -182,7 +183,7 @@ def _best_by_groups(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
     # nothing to settle.
     tied = ((np.count_nonzero(values >= cut[:, None], axis=1) > k) | (np.count_nonzero(maxima >= cut[:, None], axis=1) > k)) & (
         cut > -np.inf)
-    return np.take_along_axis(candidates, kept, axis=1), tied
+    return np.take_along_axis(candidates, kept, axis=1), cut, tied
 
 
 def _first_at_cut(scores: np.ndarray, cut: np.ndarray, k: int) -> np.ndarray:

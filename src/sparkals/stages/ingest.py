@@ -116,7 +116,7 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> IngestResult:
     """Input log to clean events; fails, writing nothing downstream, when more than
     `ingest.max_quarantine_share` of the rows are quarantined."""
     paths = Paths(cfg.output.root)
-    staged = f"{paths.staging}/ingest-{run_date}"
+    staged, dated = paths.staged_events(run_date), bool(cfg.input.columns.timestamp)
     # Every read parses every column: Spark's CSV reader otherwise parses only the columns a query
     # uses, and then cannot tell a line with a field too many or too few, so a read for the events
     # and one for the quarantine would flag different malformed lines.
@@ -124,12 +124,12 @@ def run(spark: SparkSession, cfg: Config, run_date: dt.date) -> IngestResult:
         parsed = parse_events(read_input(spark, cfg.input, run_date), cfg.input, cfg.ingest, run_date)
         fs.delete(spark, staged)  # what a run that crashed may have left
         try:
-            by_reason, accepted_rows = _stage_events(parsed, staged, dated=bool(cfg.input.columns.timestamp))
+            by_reason, accepted_rows = _stage_events(parsed, staged, dated)
             if not by_reason:
                 raise PipelineError(f"input {cfg.input.path!r} holds no rows (only a header, or empty files)")
             counts = count_rows(by_reason, accepted_rows)
             _write_quarantine(spark, paths, cfg, run_date, parsed, counts)
-            _promote(spark, staged, paths.events, dated=bool(cfg.input.columns.timestamp))
+            _promote(spark, staged, paths.events, dated)
         finally:
             fs.delete(spark, staged)
     _write_record(spark, paths, cfg, run_date, counts, "succeeded")
@@ -171,11 +171,12 @@ def _write_quarantine(
         written = Observation("quarantined")
         quarantined(parsed).observe(written, F.count(F.lit(1)).alias("rows")).write.mode("overwrite").parquet(
             paths.quarantine(run_date))
-        if int(written.get["rows"]) != counts.quarantined:
+        rows_written = int(written.get["rows"])
+        if rows_written != counts.quarantined:
             _write_record(spark, paths, cfg, run_date, counts, "failed")
             raise PipelineError(
                 f"the input changed while ingest read it: {counts.quarantined:,} rows quarantined as the events "
-                f"were written, then {int(written.get['rows']):,} in the quarantine; run ingest for {run_date} "
+                f"were written, then {rows_written:,} in the quarantine; run ingest for {run_date} "
                 f"again once {cfg.input.path!r} is complete"
             )
     share = counts.quarantined / counts.rows_read
