@@ -110,7 +110,8 @@ def _faiss_installed() -> bool:
 
 def choose_method(method: str, items: int, params: AnnParams) -> str:
     """"exact" or "ann" for a catalogue of `items`: `auto` takes the index from `params.min_items`
-    items on (the measured break-even), and stays exact, with a warning, when faiss is missing."""
+    items on (where the index measured faster: BENCHMARKS.md, section 4), and stays exact, with a
+    warning, when faiss is missing."""
     if method not in SCORING_METHODS:
         raise ValueError(f"scoring method must be one of {SCORING_METHODS}, not {method!r}")
     if method != "auto":
