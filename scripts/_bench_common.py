@@ -19,10 +19,11 @@ from pyspark.sql import SparkSession
 
 
 def local_session(cores: int = 2, driver_memory: str = "6g", shuffle_partitions: int = 8,
-                  conf: dict[str, str] | None = None) -> SparkSession:
-    """`conf`: more settings for the new JVM (scripts/als_conf_ab.py's variants)."""
+                  conf: dict[str, str] | None = None, blas: str = "auto") -> SparkSession:
+    """`conf`: more settings for the new JVM (scripts/als_conf_ab.py's variants); `blas`: as
+    `spark.blas` (MKL where the bench extra installed it)."""
     from sparkals.config import SparkSettings
-    from sparkals.session import require_java, spark_conf
+    from sparkals.session import blas_to_load, driver_java_options, require_java, spark_conf
 
     require_java()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers use this virtualenv too
@@ -36,9 +37,11 @@ def local_session(cores: int = 2, driver_memory: str = "6g", shuffle_partitions:
         .config("spark.sql.session.timeZone", "UTC")
     )
     # What `sparkals` gives a local master (session.spark_conf), then `conf`.
-    for key, value in spark_conf(SparkSettings(master=f"local[{cores}]", conf=conf or {})).items():
+    settings = SparkSettings(master=f"local[{cores}]", blas=blas, conf=conf or {})
+    for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    library = blas_to_load(settings, local=True, launching=True)
+    spark = builder.config("spark.driver.extraJavaOptions", driver_java_options(settings, blas_library=library)).getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
@@ -113,8 +116,10 @@ def _java_version() -> str:
 def _native_blas(spark: SparkSession) -> str:
     """Which BLAS Spark's netlib found: native (e.g. OpenBLAS) or the Java fallback."""
     try:
-        blas = spark.sparkContext._jvm.dev.ludovic.netlib.blas.BLAS.getInstance()
-        return str(blas.getClass().getName())
+        jvm = spark.sparkContext._jvm
+        blas = str(jvm.dev.ludovic.netlib.blas.BLAS.getInstance().getClass().getName())
+        library = jvm.java.lang.System.getProperty("dev.ludovic.netlib.blas.nativeLibPath")
+        return f"{blas} ({library})" if library else blas
     except Exception as err:  # reported, not hidden: the machine line says what happened
         return f"unknown ({type(err).__name__})"
 

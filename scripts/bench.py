@@ -308,9 +308,11 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=10_000_000,
                         help="logs of at least this many events run the pipeline once, not --repeats times")
     parser.add_argument("--set", action="append", default=[], dest="overrides", help="config override for nightly")
+    parser.add_argument("--blas", choices=["auto", "mkl", "netlib"], default="auto",
+                        help="spark.blas of the JVM every night runs in (auto: MKL when the bench extra installed it)")
     args = parser.parse_args()
 
-    spark = local_session(driver_memory="8g")
+    spark = local_session(driver_memory="8g", blas=args.blas)
     work = Path(args.workdir).resolve()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",")]

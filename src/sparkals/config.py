@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 
 from sparkals.errors import SparkalsError
 from sparkals.vocabulary import (
-    CONFIDENCE_TRANSFORMS, INPUT_FORMATS, METRIC_NAMES, SCORING_METHODS, SPLIT_METHODS, TIMED_SPLITS,
+    BLAS_CHOICES, CONFIDENCE_TRANSFORMS, INPUT_FORMATS, METRIC_NAMES, SCORING_METHODS, SPLIT_METHODS, TIMED_SPLITS,
     UNKNOWN_EVENT_RULES,
 )
 
@@ -52,6 +52,7 @@ class SparkSettings:
     log_level: str = "WARN"
     console_progress: bool = False
     class_archive: str = ""
+    blas: str = "auto"
     conf: dict[str, str] = field(default_factory=dict)
 
 
@@ -244,6 +245,8 @@ class Config:
             dt.date.fromisoformat(self.ingest.min_event_date)
         except ValueError as err:
             raise ConfigError(f"ingest.min_event_date must be a date like 2000-01-01: {err}") from err
+        if self.spark.blas not in BLAS_CHOICES:
+            raise ConfigError(f"spark.blas must be {_one_of(BLAS_CHOICES)}, not {self.spark.blas!r}")
         if self.input.lookback_days < 0:
             raise ConfigError("input.lookback_days must not be negative")
         for name in ("rank", "max_iter", "checkpoint_interval"):

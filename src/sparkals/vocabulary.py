@@ -13,7 +13,7 @@ __all__ = [
     "USER_ID", "ITEM_ID", "USER_IDX", "ITEM_IDX", "RATING", "EVENT", "TS", "EVENT_DATE", "QUANTITY",
     "TRANSACTION_ID", "RANK", "SCORE", "SOURCE", "MODEL_VERSION", "SEEN", "FEATURES", "HISTORY",
     "CONFIDENCE_TRANSFORMS", "METRIC_NAMES", "INPUT_FORMATS", "SPLIT_METHODS", "TIMED_SPLITS", "UNKNOWN_EVENT_RULES",
-    "SCORING_METHODS",
+    "SCORING_METHODS", "BLAS_CHOICES",
     "MissingColumnError", "require_columns",
 ]
 
@@ -49,6 +49,8 @@ TIMED_SPLITS = ("time", "leave_last_n")  # the splits that need event times
 UNKNOWN_EVENT_RULES = ("quarantine", "drop")
 # Top-N scoring: every item, an approximate index (faiss), or the index from a catalogue size on.
 SCORING_METHODS = ("exact", "ann", "auto")
+# The BLAS and LAPACK of MLlib's ALS (native_blas.py): MKL where installed, MKL, or netlib's own choice.
+BLAS_CHOICES = ("auto", "mkl", "netlib")
 
 
 class MissingColumnError(ValueError):
