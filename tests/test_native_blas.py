@@ -56,39 +56,44 @@ def test_the_jvm_options_name_the_library_for_blas_and_lapack_and_keep_the_users
     assert executor_blas_conf(cluster, None) == {}
 
 
-# The same tiny fit twice, in new processes: once on MKL, once on netlib's Java code.
+# One tiny fit, in a new process on MKL and in the suite's session (netlib's own choice).
 FIT = """
-import json, sys
+import json
 from sparkals.config import SparkSettings
 from sparkals.session import build_session
-from pyspark.ml.recommendation import ALS
-spark = build_session(SparkSettings(master="local[1]", shuffle_partitions=2, blas=sys.argv[1]))
+import test_native_blas
+spark = build_session(SparkSettings(master="local[1]", shuffle_partitions=2, blas="mkl"))
 jvm = spark.sparkContext._jvm
-ratings = spark.createDataFrame([(u, i, float(1 + (u * i) % 5)) for u in range(60) for i in range(40) if (u + i) % 3],
-                                ["user", "item", "rating"])
-model = ALS(rank=8, maxIter=5, implicitPrefs=True, seed=1, userCol="user", itemCol="item").fit(ratings)
-blas = jvm.dev.ludovic.netlib.blas.NativeBLAS.getInstance().getClass().getName() if sys.argv[1] == "mkl" else ""
+factors = test_native_blas.item_factors(spark)
 maps = open(f"/proc/{jvm.java.lang.ProcessHandle.current().pid()}/maps").read()
-factors = {row.id: list(row.features) for row in model.itemFactors.collect()}
+blas = jvm.dev.ludovic.netlib.blas.NativeBLAS.getInstance().getClass().getName()
 print(json.dumps({"blas": blas, "mkl_mapped": "libmkl" in maps, "factors": factors}))
 """
 
 
+def item_factors(spark) -> dict[str, list[float]]:
+    """A small implicit ALS fit's item factors, by item id."""
+    from pyspark.ml.recommendation import ALS
+
+    ratings = spark.createDataFrame(
+        [(u, i, float(1 + (u * i) % 5)) for u in range(60) for i in range(40) if (u + i) % 3], ["user", "item", "rating"]
+    )
+    model = ALS(rank=8, maxIter=5, implicitPrefs=True, seed=1, userCol="user", itemCol="item").fit(ratings)
+    return {str(row.id): list(row.features) for row in model.itemFactors.collect()}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(native_blas.find_mkl() is None, reason="the mkl extra is not installed (pip install 'sparkals[mkl]')")
-def test_mllib_trains_on_mkl_and_learns_what_it_learns_in_java(tmp_path):
-    def fit(blas: str) -> dict:
-        env = {k: v for k, v in os.environ.items() if k not in ("SPARK_HOME", "PYSPARK_GATEWAY_PORT")}
-        done = subprocess.run([sys.executable, "-c", FIT, blas], env=env, capture_output=True, text=True,
-                              timeout=300, cwd=tmp_path)
-        assert done.returncode == 0, done.stderr[-2000:]
-        return json.loads(done.stdout.strip().splitlines()[-1])
-
-    on_mkl, in_java = fit("mkl"), fit("netlib")
+def test_mllib_trains_on_mkl_and_learns_what_it_learns_without_it(spark, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_HOME", "PYSPARK_GATEWAY_PORT")}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", FIT], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    on_mkl = json.loads(done.stdout.strip().splitlines()[-1])
     assert on_mkl["blas"] == "dev.ludovic.netlib.blas.JNIBLAS" and on_mkl["mkl_mapped"]
-    assert not in_java["mkl_mapped"]
-    ids = sorted(in_java["factors"])
+    here = item_factors(spark)  # the suite's JVM: started without spark.blas, so netlib's own choice
+    ids = sorted(here)
     assert sorted(on_mkl["factors"]) == ids
     mkl = np.array([on_mkl["factors"][i] for i in ids])
-    java = np.array([in_java["factors"][i] for i in ids])
+    java = np.array([here[i] for i in ids])
     np.testing.assert_allclose(mkl, java, rtol=1e-3, atol=1e-4)  # the same model, up to rounding
