@@ -4,7 +4,7 @@ Why: an implicit ALS fit is mostly two netlib calls per rating and per user or i
 update of a packed k x k matrix) and `dppsv` (its Cholesky solve). Without a native library, netlib
 runs both as plain Java loops (its vector-API BLAS has no `dspr`): Java Flight Recorder put 54 % of
 a 16M-event fit in `dspr` and 14 % in `dppsv`. Intel's MKL, from the `mkl` wheel (pip install
-'sparkals[mkl]'), trained the same ratings 1.4-1.6x faster here, where the system's OpenBLAS
+'sparkals[mkl]'), trained the same ratings 1.3-1.6x faster here, where the system's OpenBLAS
 made no difference (BENCHMARKS.md, section 5). netlib loads a library named by a system property
 (`dev.ludovic.netlib.{blas,lapack}.nativeLibPath`), so no system package and no root are needed.
 """

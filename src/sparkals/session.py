@@ -249,5 +249,5 @@ def _blas_note(local: bool, blas_library: str | None) -> str:
         return f"; MLlib uses Intel MKL ({blas_library})"
     if local and missing_native_blas():
         return (f"; MLlib uses its Java BLAS: no native {' or '.join(missing_native_blas())} library here "
-                f"(Intel MKL trained 1.4-1.6x faster: pip install 'sparkals[{native_blas.EXTRA}]', README, Performance)")
+                f"(Intel MKL trained 1.3-1.6x faster: pip install 'sparkals[{native_blas.EXTRA}]', README, Performance)")
     return ""
