@@ -42,6 +42,7 @@ from sparkals.stages import aggregate, generate, ingest, nightly, train  # noqa:
 from sparkals.config import ALSSettings, Config, load_config  # noqa: E402
 from sparkals.generate import GeneratorSpec  # noqa: E402
 from sparkals.train import train_als  # noqa: E402
+from sparkals.vocabulary import BLAS_CHOICES  # noqa: E402
 
 RUN_DATE = dt.date(2026, 11, 1)
 REPO = Path(__file__).resolve().parent.parent
@@ -308,7 +309,7 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=10_000_000,
                         help="logs of at least this many events run the pipeline once, not --repeats times")
     parser.add_argument("--set", action="append", default=[], dest="overrides", help="config override for nightly")
-    parser.add_argument("--blas", choices=["auto", "mkl", "netlib"], default="auto",
+    parser.add_argument("--blas", choices=BLAS_CHOICES, default="auto",
                         help="spark.blas of the JVM every night runs in (auto: MKL when the bench extra installed it)")
     args = parser.parse_args()
 
