@@ -81,8 +81,9 @@ class CpuSampler:
 
 
 def cpu_counters(proc_stat: str) -> tuple[int, int]:
-    """(busy, all) jiffies of /proc/stat's "cpu" line: idle and iowait are the time not busy."""
-    fields = [int(value) for value in proc_stat.splitlines()[0].split()[1:]]
+    """(busy, all) jiffies of /proc/stat's "cpu" line: idle and iowait are the time not busy. Its
+    first eight fields only: guest time, after them, is already counted in user time."""
+    fields = [int(value) for value in proc_stat.splitlines()[0].split()[1:9]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     return sum(fields) - idle, sum(fields)
 

@@ -10,9 +10,9 @@ import pytest
 from profile_night import CpuSampler, busy_seconds, cpu_counters
 
 
-def test_cpu_counters_count_idle_and_iowait_as_not_busy():
-    # user nice system idle iowait irq softirq steal
-    assert cpu_counters("cpu  100 5 20 300 40 1 2 3\ncpu0 1 2 3 4\n") == (131, 471)
+def test_cpu_counters_count_idle_and_iowait_as_not_busy_and_guest_time_once():
+    # user nice system idle iowait irq softirq steal guest guest_nice (guest is part of user)
+    assert cpu_counters("cpu  100 5 20 300 40 1 2 3 50 7\ncpu0 1 2 3 4\n") == (131, 471)
 
 
 def test_busy_share_reads_the_samples_that_bracket_the_period():
