@@ -64,10 +64,13 @@ class CpuSampler:
             self._thread.join()
 
     def _run(self) -> None:
-        stopped = False
-        while not stopped:
-            stopped = self._stop.wait(self._every) if self.samples else False
-            self.samples.append((time.time() * 1000, *cpu_counters(self._stat.read_text())))  # also once on stop
+        self._sample()
+        while not self._stop.wait(self._every):
+            self._sample()
+        self._sample()  # once more on stop, so that the last period has a sample after its end
+
+    def _sample(self) -> None:
+        self.samples.append((time.time() * 1000, *cpu_counters(self._stat.read_text())))
 
     def busy_share(self, start_ms: float, end_ms: float) -> float | None:
         """Busy share of all cores between the last sample at or before `start_ms` and the first at
