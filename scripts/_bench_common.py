@@ -76,14 +76,19 @@ class Laps:
         return json.dumps({"round": round_number, "seconds": round(sum(self.seconds.values()), 2), **self.seconds})
 
 
-def profile_arguments(description: str, rounds: int) -> argparse.Namespace:
+def profile_arguments(
+    description: str, rounds: int, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
     """The profilers' command line: --root (an output root, emptied before use), --log (an event
-    log of scripts/bench.py), --rounds, --set (settings over conf/local.toml; rank 32 as bench.py)."""
+    log of scripts/bench.py), --rounds, --set (settings over conf/local.toml; rank 32 as bench.py),
+    and what `extra` adds."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="output root to prepare (emptied first)")
     parser.add_argument("--log", required=True, help="an event log of scripts/bench.py (.bench/log-N)")
     parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--set", action="append", default=["als.rank=32"], dest="overrides")
+    if extra:
+        extra(parser)
     return parser.parse_args()
 
 

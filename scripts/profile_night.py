@@ -9,12 +9,17 @@ each stage sets (`sparkals.<stage>`, stages/common.py's `timed`).
 
     .venv/bin/python scripts/profile_night.py --root /tmp/profile-night --log .bench/log-1000000 \\
         --set gate.enabled=false --rounds 2
+
+With --scheduled, the night before the test period runs first (unprofiled: ingest, aggregate and
+train, as scripts/bench.py's scheduled variant runs it), so the gate reuses that night's model as a
+nightly schedule's gate does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import sys
 import threading
 import time
@@ -25,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench_common import local_session, profile_arguments, profile_config  # noqa: E402
-from bench import RUN_DATE  # noqa: E402
+from bench import RUN_DATE, holdout_night  # noqa: E402
 from sparkals.stages import nightly  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -134,14 +139,17 @@ def summary(jobs: list[dict[str, Any]], walls: dict[str, dict[str, float]], top:
 
 
 def main() -> None:
-    args = profile_arguments(__doc__ or "", rounds=2)
+    args = profile_arguments(__doc__ or "", rounds=2, extra=lambda parser: parser.add_argument(
+        "--scheduled", action="store_true", help="run the night before the test period first"))
     cfg = profile_config(args, REPO / "conf" / "local.toml")
     log_dir = Path(args.root + "-eventlog")
     log_dir.mkdir(parents=True, exist_ok=True)
-    for old in log_dir.iterdir():
-        old.unlink()
+    for old in log_dir.iterdir():  # Spark 4 writes a folder per application (a rolled log)
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
     spark = local_session(conf={"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(log_dir),
                                 "spark.eventLog.compress": "false"})
+    if args.scheduled:
+        holdout_night(spark, cfg)  # its jobs carry no round: left out below
     walls: dict[str, dict[str, float]] = {}
     with CpuSampler() as cpu:
         for round_number in range(1, args.rounds + 1):
@@ -151,7 +159,8 @@ def main() -> None:
             print(json.dumps({"round": round_number, "status": result.status, **walls[str(round_number)]}), flush=True)
     spark.stop()
     (event_log,) = log_dir.iterdir()
-    for row in summary(read_jobs(event_log), walls, top=6, cpu=cpu):
+    jobs = [job for job in read_jobs(event_log) if job["round"] is not None]
+    for row in summary(jobs, walls, top=6, cpu=cpu):
         share = "" if row["cpu"] is None else f", cores {row['cpu']:.0%} busy"
         print(f"round {row['round']} {row['stage']:>10}: wall {row['wall']} s, {row['jobs']} jobs, busy {row['busy']} s{share}")
         for site, seconds, count in row["longest"]:

@@ -17,9 +17,10 @@ from sparkals.config import ALSSettings, EvaluateSettings, IngestSettings, Input
 from sparkals.driver_measure import (
     collect_sample, fits_on_driver, measure_model, metrics_of, popularity_lists, top_items,
 )
-from sparkals.evaluate import FittedModel, evaluate_holdout, fit_model, measure, model_lists
+from sparkals.evaluate import FittedModel, evaluate_holdout, fit_model, measure, model_lists, relevant_counts
 from sparkals.generate import GeneratorSpec, generate_events
 from sparkals.ingest import accepted, parse_events
+from sparkals.metrics import exclude_seen_truth
 from sparkals.popularity import popularity_recs
 from sparkals.split import split_events
 from sparkals.train import train_als
@@ -47,6 +48,7 @@ def case(spark, tmp_path_factory):
     truth_rows |= {(f"u{u}", f"x{900 + u % 3}") for u in range(0, 130, 4)}
     seen_rows = [(f"u{u}", f"i{i}") for u, i, _ in ratings if (u + i) % 3 == 0]
     seen_rows += [(f"u{u}", f"x{900 + u % 3}") for u in range(0, 130, 8)]  # seen, not indexed
+    truth_rows -= set(seen_rows)  # as `relevance` leaves them: what a user had is not relevant
     truth = spark.createDataFrame(sorted(truth_rows), "user_id string, item_id string").cache()
     seen = spark.createDataFrame(seen_rows, "user_id string, item_id string").cache()
     fitted = FittedModel(model, users, items, len(ratings), 0.0, None)
@@ -135,6 +137,34 @@ def test_the_sample_holds_every_relevant_and_seen_pair(spark, case):
     assert set(sample.outside) == {"x900", "x901", "x902"}  # every id the index lacks, once
     assert int((sample.truth_items >= 2**31).sum()) == truth.filter(F.col("item_id").startswith("x")).count()
     assert len(sample.seen_items) == seen.join(truth.select("user_id").distinct(), "user_id").distinct().count()
+
+
+def test_the_sample_leaves_out_seen_pairs_and_counts_cold_users_as_relevant_counts_does(spark, case):
+    """Relevant pairs as `relevance(exclude=False)` gives them: some also seen (not relevant), and
+    users without an index (c1 keeps a relevant item; c2 had every one of its items: not counted)."""
+    fitted, truth, seen = case
+    extra_truth = [("u0", "i1"), ("u4", "x900"), ("c1", "i1"), ("c1", "x901"), ("c2", "i2"), ("c2", "i5")]
+    extra_seen = [("u0", "i1"), ("u4", "x900"), ("c1", "i1"), ("c2", "i2"), ("c2", "i5")]
+    schema = "user_id string, item_id string"
+    raw_truth = truth.unionByName(spark.createDataFrame(extra_truth, schema)).distinct()
+    raw_seen = seen.unionByName(spark.createDataFrame(extra_seen, schema)).distinct()
+    excluded = exclude_seen_truth(raw_truth, raw_seen)
+    expected = relevant_counts(excluded, fitted.users)
+
+    sample = collect_sample(raw_truth, raw_seen, fitted.users, fitted.items)
+    assert sample.cold_users == 1
+    assert {"users": len(sample.users) + sample.cold_users, "known_users": len(sample.users),
+            "pairs": len(sample.truth_items)} == expected
+    codes = {row.item_id: row.item_idx for row in fitted.items.collect()} | sample.outside
+    users = {row.user_id: row.user_idx for row in fitted.users.collect()}
+    got_pairs = {(int(user), int(code)) for row, user in enumerate(sample.users)
+                 for code in sample.truth_items[sample.truth_offsets[row]:sample.truth_offsets[row + 1]]}
+    assert got_pairs == {(users[row.user_id], codes[row.item_id])
+                         for row in excluded.collect() if row.user_id in users}
+
+    unmasked = collect_sample(raw_truth, None, fitted.users, fitted.items)  # nothing seen: all relevant
+    assert len(unmasked.truth_items) == raw_truth.join(fitted.users, "user_id").count()
+    assert unmasked.cold_users == 2 and len(unmasked.seen_items) == 0
 
 
 @pytest.mark.slow

@@ -43,7 +43,8 @@ def fits_on_driver(users: int, items: int, max_cells: int) -> bool:
     return max_cells > 0 and users * items <= max_cells
 
 
-OUTSIDE = 2**31  # item codes from here on: items the index lacks (item indexes are int32, below it)
+OUTSIDE = 2**31  # codes from here on: ids the index lacks (indexes are int32, below it)
+_RELEVANT = "_relevant"  # collect_sample's tag: a relevant pair (True) or a seen one (False)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class TestSample:
     seen_items: np.ndarray
     ids: DataFrame  # `id`: the users as a local relation, to pick their factors with a broadcast join
     outside: dict[Any, int]
+    cold_users: int = 0  # users with relevant items but no `user_idx`: not evaluated
 
     @property
     def truth_sizes(self) -> np.ndarray:
@@ -92,38 +94,57 @@ def _grouped(user_idx: np.ndarray, codes: np.ndarray, users: np.ndarray) -> tupl
     return offsets.astype(np.int64), codes[order].astype(np.int64)
 
 
-def _pairs(pairs: DataFrame, users: DataFrame, items: DataFrame) -> pa.Table:
-    """Distinct (`user_id`, `item_id`) pairs as `user_idx`, `item_idx` (null: not indexed) and, only
-    where the index lacks the item, its `item_id` (the rest stays null: nothing to ship)."""
-    return (
-        pairs.select(USER_ID, ITEM_ID).distinct().join(users, USER_ID).join(items, ITEM_ID, "left")
-        .select(F.col(USER_IDX).cast("int"), F.col(ITEM_IDX).cast("int"),
-                F.when(F.col(ITEM_IDX).isNull(), F.col(ITEM_ID)).alias(ITEM_ID))
-        .toArrow()
-    )
+def _codes(index: pa.ChunkedArray, ids: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """Each row's code: its `index`, or where that is null `OUTSIDE` + the position of its id (in
+    `ids`, set only on those rows) among the distinct ids lacking an index, which are returned too."""
+    lacking = pc.unique(ids.drop_null())
+    codes = pc.fill_null(index, -1).to_numpy().astype(np.int64)
+    missing = np.flatnonzero(pc.is_null(index).to_numpy(zero_copy_only=False))
+    if len(missing):
+        positions = pc.index_in(ids.take(pa.array(missing)), value_set=lacking)
+        codes[missing] = OUTSIDE + positions.to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, lacking
+
+
+def _pair_keys(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """One integer per (user code, item code) pair (codes are below 2**32)."""
+    return (users.astype(np.uint64) << np.uint64(32)) | items.astype(np.uint64)
 
 
 def collect_sample(truth: DataFrame, seen: DataFrame | None, users: DataFrame, items: DataFrame) -> TestSample:
-    """The sample from `truth` (`user_id`, `item_id`: relevant pairs of users with a `user_idx`)
-    and `seen` (`user_id`, `item_id` to mask; None: mask nothing): two collects, once."""
+    """The sample from `truth` (`user_id`, `item_id`: relevant pairs) and `seen` (`user_id`,
+    `item_id`: pairs that are not relevant, masked out of the lists; None: mask nothing), in one
+    collect: what `evaluate.relevance` and `metrics.exclude_seen_truth` would leave, without a
+    Spark job per step (at evaluation sizes a job costs more than the rows it moves). Users of
+    `truth` without a `user_idx` are not evaluated: they are counted (`cold_users`)."""
     require_columns(truth, [USER_ID, ITEM_ID], "collect_sample (truth)")
-    tables = [_pairs(truth, users, items)] + ([] if seen is None else [_pairs(seen, users, items)])
-    outside: dict[Any, int] = {}
-    for table in tables:
-        for item_id in table.column(ITEM_ID).drop_null().to_pylist():
-            outside.setdefault(item_id, OUTSIDE + len(outside))
-    sample_users = np.unique(tables[0].column(USER_IDX).to_numpy()).astype(np.int32)
-    grouped = []
-    for table in tables:
-        codes = pc.fill_null(table.column(ITEM_IDX), -1).to_numpy().astype(np.int64)
-        lacking = np.flatnonzero(pc.is_null(table.column(ITEM_IDX)).to_numpy())
-        codes[lacking] = [outside[item_id] for item_id in table.column(ITEM_ID).take(pa.array(lacking)).to_pylist()]
-        grouped.append(_grouped(table.column(USER_IDX).to_numpy(), codes, sample_users))
+    frames = [truth.select(USER_ID, ITEM_ID, F.lit(True).alias(_RELEVANT))]
+    if seen is not None:
+        frames.append(seen.select(USER_ID, ITEM_ID, F.lit(False).alias(_RELEVANT)))
+    table = (
+        reduce(DataFrame.unionByName, frames).join(users, USER_ID, "left").join(items, ITEM_ID, "left")
+        .select(_RELEVANT, F.col(USER_IDX).cast("int"), F.col(ITEM_IDX).cast("int"),
+                F.when(F.col(USER_IDX).isNull(), F.col(USER_ID)).alias(USER_ID),
+                F.when(F.col(ITEM_IDX).isNull(), F.col(ITEM_ID)).alias(ITEM_ID))
+        .toArrow()
+    )
+    user_codes, _ = _codes(table.column(USER_IDX), table.column(USER_ID))
+    item_codes, lacking = _codes(table.column(ITEM_IDX), table.column(ITEM_ID))
+    relevant = table.column(_RELEVANT).to_numpy(zero_copy_only=False).astype(bool)
+    keys = _pair_keys(user_codes, item_codes)
+    relevant &= ~np.isin(keys, keys[~relevant])  # a pair the user already had is not relevant
+    known = user_codes < OUTSIDE
+    sample_users = np.unique(user_codes[relevant & known]).astype(np.int32)
+    cold_users = len(np.unique(user_codes[relevant & ~known]))
+    truth_offsets, truth_items = _grouped(user_codes[relevant], item_codes[relevant], sample_users)
     if seen is None:
-        grouped.append((np.zeros(len(sample_users) + 1, dtype=np.int64), np.empty(0, dtype=np.int64)))
+        seen_offsets, seen_items = np.zeros(len(sample_users) + 1, dtype=np.int64), np.empty(0, dtype=np.int64)
+    else:
+        masked = ~table.column(_RELEVANT).to_numpy(zero_copy_only=False).astype(bool)
+        seen_offsets, seen_items = _grouped(user_codes[masked], item_codes[masked], sample_users)
     ids = truth.sparkSession.createDataFrame(pa.table({"id": pa.array(sample_users, type=pa.int32())}))
-    (truth_offsets, truth_items), (seen_offsets, seen_items) = grouped
-    return TestSample(sample_users, truth_offsets, truth_items, seen_offsets, seen_items, ids, outside)
+    outside = {item_id: OUTSIDE + position for position, item_id in enumerate(lacking.to_pylist())}
+    return TestSample(sample_users, truth_offsets, truth_items, seen_offsets, seen_items, ids, outside, cold_users)
 
 
 def _user_factors(model: ALSModel, sample: TestSample) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from sparkals.config import ALSSettings, EvaluateSettings, RatingsSettings
-from sparkals.driver_measure import collect_sample, fits_on_driver, measure_model, metrics_of, popularity_lists
+from sparkals.driver_measure import (
+    TestSample, collect_sample, fits_on_driver, measure_model, metrics_of, popularity_lists,
+)
 from sparkals.metrics import catalogue_coverage_of, exclude_seen_truth, ranking_metrics_of
 from sparkals.popularity import popular_items, popularity_recs, popularity_scores, top_items
 from sparkals.ratings import build_indexes, build_ratings, index_ratings
@@ -75,10 +77,11 @@ def model_lists(fitted: FittedModel, audience: DataFrame, seen: DataFrame | None
     return recs.select(USER_ID, ITEM_ID, RANK)
 
 
-def relevance(holdout: Holdout, settings: EvaluateSettings) -> tuple[DataFrame, DataFrame]:
+def relevance(holdout: Holdout, settings: EvaluateSettings, exclude: bool = True) -> tuple[DataFrame, DataFrame]:
     """(`truth`, `seen`): the held-out (user_id, item_id) pairs of relevant event types and the
-    evaluated users' training pairs; with `exclude_seen`, what a user already had is not
-    relevant (a user left with nothing relevant is not evaluated).
+    evaluated users' training pairs; with `exclude_seen` (and `exclude`), what a user already had
+    is not relevant (a user left with nothing relevant is not evaluated). `exclude=False` leaves
+    that to the caller (`collect_sample` does it on the driver).
 
     With `max_test_users`, only that many test users, picked by a hash of their id (the same
     users on every run, so nights and trials compare like with like) before anything else is
@@ -92,7 +95,7 @@ def relevance(holdout: Holdout, settings: EvaluateSettings) -> tuple[DataFrame, 
         test_users = test_users.orderBy(F.xxhash64(USER_ID), USER_ID).limit(settings.max_test_users)
         truth = truth.join(test_users, USER_ID, "left_semi")
     seen = user_items(holdout.train.join(test_users, USER_ID, "left_semi"))
-    if settings.exclude_seen:
+    if settings.exclude_seen and exclude:
         truth = exclude_seen_truth(truth, seen)
     return truth, seen
 
@@ -122,14 +125,13 @@ def baseline_lists(
 
 
 def measure_on_driver(
-    fitted: FittedModel, holdout: Holdout, truth: DataFrame, seen: DataFrame | None, settings: EvaluateSettings,
-    n_items: int, with_baselines: bool,
+    fitted: FittedModel, holdout: Holdout, sample: TestSample, settings: EvaluateSettings, n_items: int,
+    with_baselines: bool,
 ) -> dict[str, Any]:
     """`measure`'s numbers for ALS (and the baselines) from the same lists built on the driver
-    (driver_measure.py): for test samples within `evaluate.driver_max_cells`."""
+    (driver_measure.py), for a `sample` (`collect_sample`) within `evaluate.driver_max_cells`."""
     started = time.perf_counter()
     n = max(settings.ks)
-    sample = collect_sample(truth, seen, fitted.users, fitted.items)
     systems = {"als": measure_model(fitted.model, sample, settings.ks, n_items)}
     if with_baselines:
         rankings = baseline_candidates(holdout, fitted.item_users, n, settings.recent_days)
@@ -192,24 +194,12 @@ def evaluate_holdout(
         how = f"of {fitted.ratings:,} training ratings, trained before"
     log.info("evaluate: ALS %s; listing and measuring %s", how,
              ", ".join(["als", *BASELINES] if with_baselines else ["als"]))
-    all_truth, seen = relevance(holdout, settings)
-    # The relevance sets are computed once, into the cache, by the counts: every use below reads them.
-    all_truth = all_truth.cache()
-    relevant = relevant_counts(all_truth, fitted.users)
-    truth = all_truth.join(fitted.users.select(USER_ID), USER_ID, "left_semi").cache()
-    seen = seen.cache()
-    audience = truth.select(USER_ID).distinct().cache()
-    n = max(settings.ks)
-    mask = seen if settings.exclude_seen else None
     n_items = fitted.items.count()
-    test_users = relevant["known_users"]
-    if fits_on_driver(test_users, n_items, settings.driver_max_cells):
-        systems = measure_on_driver(fitted, holdout, truth, mask, settings, n_items, with_baselines)
+    if settings.max_test_users and fits_on_driver(settings.max_test_users, n_items, settings.driver_max_cells):
+        systems, relevant = _measure_sample(fitted, holdout, settings, n_items, with_baselines)
     else:
-        lists = {"als": model_lists(fitted, audience, mask, n)}
-        if with_baselines:
-            lists.update(baseline_lists(holdout, fitted.item_users, audience, mask, n, settings.recent_days))
-        systems = measure(lists, truth, settings.ks, n_items)
+        systems, relevant = _measure_counted(fitted, holdout, settings, n_items, with_baselines)
+    test_users = relevant["known_users"]
     key = str(settings.metric_k)
     headline = systems["als"][key][settings.metric]
     train_events, test_events = holdout.sizes
@@ -236,6 +226,49 @@ def evaluate_holdout(
             name: (headline / systems[name][key][settings.metric] - 1.0) if systems[name][key][settings.metric] else None
             for name in BASELINES
         }
-    for frame in (all_truth, truth, seen, audience, fitted.users, fitted.items, fitted.item_users):
+    for frame in (fitted.users, fitted.items, fitted.item_users):
         frame.unpersist()
     return report
+
+
+def _measure_sample(
+    fitted: FittedModel, holdout: Holdout, settings: EvaluateSettings, n_items: int, with_baselines: bool
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Every system measured on the driver, and `relevant_counts`' numbers, from one collect of the
+    relevance sets: for a test sample bounded (`max_test_users`) within `driver_max_cells`. At 100k
+    events this is 3 Spark actions where counting first, then collecting, took 7."""
+    truth, seen = relevance(holdout, settings, exclude=False)
+    sample = collect_sample(truth, seen if settings.exclude_seen else None, fitted.users, fitted.items)
+    relevant = {"users": len(sample.users) + sample.cold_users, "known_users": len(sample.users),
+                "pairs": len(sample.truth_items)}
+    return measure_on_driver(fitted, holdout, sample, settings, n_items, with_baselines), relevant
+
+
+def _measure_counted(
+    fitted: FittedModel, holdout: Holdout, settings: EvaluateSettings, n_items: int, with_baselines: bool
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Every system measured, and `relevant_counts`' numbers, when the sample is not bounded within
+    `driver_max_cells` beforehand: the test users are counted first, then measured on the driver if
+    they fit after all, in Spark jobs if not."""
+    all_truth, seen = relevance(holdout, settings)
+    # The relevance sets are computed once, into the cache, by the counts: every use below reads them.
+    all_truth = all_truth.cache()
+    relevant = relevant_counts(all_truth, fitted.users)
+    truth = all_truth.join(fitted.users.select(USER_ID), USER_ID, "left_semi").cache()
+    seen = seen.cache()
+    mask = seen if settings.exclude_seen else None
+    try:
+        if fits_on_driver(relevant["known_users"], n_items, settings.driver_max_cells):
+            sample = collect_sample(truth, mask, fitted.users, fitted.items)
+            return measure_on_driver(fitted, holdout, sample, settings, n_items, with_baselines), relevant
+        audience = truth.select(USER_ID).distinct().cache()
+        n = max(settings.ks)
+        lists = {"als": model_lists(fitted, audience, mask, n)}
+        if with_baselines:
+            lists.update(baseline_lists(holdout, fitted.item_users, audience, mask, n, settings.recent_days))
+        systems = measure(lists, truth, settings.ks, n_items)
+        audience.unpersist()
+        return systems, relevant
+    finally:
+        for frame in (all_truth, truth, seen):
+            frame.unpersist()
