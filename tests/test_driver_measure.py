@@ -141,14 +141,16 @@ def test_the_sample_holds_every_relevant_and_seen_pair(spark, case):
 
 def test_the_sample_leaves_out_seen_pairs_and_counts_cold_users_as_relevant_counts_does(spark, case):
     """Relevant pairs as `relevance(exclude=False)` gives them: some also seen (not relevant), and
-    users without an index (c1 keeps a relevant item; c2 had every one of its items: not counted)."""
+    users without an index (c1 keeps a relevant item; c2 had every one of its items: not counted);
+    pairs given twice count once."""
     fitted, truth, seen = case
-    extra_truth = [("u0", "i1"), ("u4", "x900"), ("c1", "i1"), ("c1", "x901"), ("c2", "i2"), ("c2", "i5")]
-    extra_seen = [("u0", "i1"), ("u4", "x900"), ("c1", "i1"), ("c2", "i2"), ("c2", "i5")]
+    extra_truth = [("u0", "i1"), ("u4", "x900"), ("c1", "i1"), ("c1", "x901"), ("c1", "x901"), ("c2", "i2"),
+                   ("c2", "i5"), ("u1", "i7"), ("u1", "i7")]
+    extra_seen = [("u0", "i1"), ("u4", "x900"), ("c1", "i1"), ("c2", "i2"), ("c2", "i5"), ("c2", "i5")]
     schema = "user_id string, item_id string"
-    raw_truth = truth.unionByName(spark.createDataFrame(extra_truth, schema)).distinct()
-    raw_seen = seen.unionByName(spark.createDataFrame(extra_seen, schema)).distinct()
-    excluded = exclude_seen_truth(raw_truth, raw_seen)
+    raw_truth = truth.unionByName(spark.createDataFrame(extra_truth, schema))
+    raw_seen = seen.unionByName(spark.createDataFrame(extra_seen, schema))
+    excluded = exclude_seen_truth(raw_truth.distinct(), raw_seen)
     expected = relevant_counts(excluded, fitted.users)
 
     sample = collect_sample(raw_truth, raw_seen, fitted.users, fitted.items)
@@ -163,7 +165,7 @@ def test_the_sample_leaves_out_seen_pairs_and_counts_cold_users_as_relevant_coun
                          for row in excluded.collect() if row.user_id in users}
 
     unmasked = collect_sample(raw_truth, None, fitted.users, fitted.items)  # nothing seen: all relevant
-    assert len(unmasked.truth_items) == raw_truth.join(fitted.users, "user_id").count()
+    assert len(unmasked.truth_items) == raw_truth.distinct().join(fitted.users, "user_id").count()
     assert unmasked.cold_users == 2 and len(unmasked.seen_items) == 0
 
 

@@ -111,12 +111,18 @@ def _pair_keys(users: np.ndarray, items: np.ndarray) -> np.ndarray:
     return (users.astype(np.uint64) << np.uint64(32)) | items.astype(np.uint64)
 
 
+def _first_of_each(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Of `rows` (positions in `keys`), the first of each distinct key: a pair given twice counts once."""
+    return np.sort(rows[np.unique(keys[rows], return_index=True)[1]])
+
+
 def collect_sample(truth: DataFrame, seen: DataFrame | None, users: DataFrame, items: DataFrame) -> TestSample:
     """The sample from `truth` (`user_id`, `item_id`: relevant pairs) and `seen` (`user_id`,
-    `item_id`: pairs that are not relevant, masked out of the lists; None: mask nothing), in one
-    collect: what `evaluate.relevance` and `metrics.exclude_seen_truth` would leave, without a
-    Spark job per step (at evaluation sizes a job costs more than the rows it moves). Users of
-    `truth` without a `user_idx` are not evaluated: they are counted (`cold_users`)."""
+    `item_id`: pairs that are not relevant, masked out of the lists; None: mask nothing), a pair
+    given twice counted once, in one collect: what `evaluate.relevance` and
+    `metrics.exclude_seen_truth` would leave, without a Spark job per step (at evaluation sizes a
+    job costs more than the rows it moves). Users of `truth` without a `user_idx` are not
+    evaluated: they are counted (`cold_users`)."""
     require_columns(truth, [USER_ID, ITEM_ID], "collect_sample (truth)")
     frames = [truth.select(USER_ID, ITEM_ID, F.lit(True).alias(_RELEVANT))]
     if seen is not None:
@@ -130,17 +136,18 @@ def collect_sample(truth: DataFrame, seen: DataFrame | None, users: DataFrame, i
     )
     user_codes, _ = _codes(table.column(USER_IDX), table.column(USER_ID))
     item_codes, lacking = _codes(table.column(ITEM_IDX), table.column(ITEM_ID))
-    relevant = table.column(_RELEVANT).to_numpy(zero_copy_only=False).astype(bool)
+    tagged = table.column(_RELEVANT).to_numpy(zero_copy_only=False).astype(bool)
     keys = _pair_keys(user_codes, item_codes)
-    relevant &= ~np.isin(keys, keys[~relevant])  # a pair the user already had is not relevant
-    known = user_codes < OUTSIDE
-    sample_users = np.unique(user_codes[relevant & known]).astype(np.int32)
-    cold_users = len(np.unique(user_codes[relevant & ~known]))
-    truth_offsets, truth_items = _grouped(user_codes[relevant], item_codes[relevant], sample_users)
+    masked = _first_of_each(keys, np.flatnonzero(~tagged))
+    relevant = _first_of_each(keys, np.flatnonzero(tagged))
+    relevant = relevant[~np.isin(keys[relevant], keys[masked])]  # a pair the user already had is not relevant
+    known = relevant[user_codes[relevant] < OUTSIDE]
+    sample_users = np.unique(user_codes[known]).astype(np.int32)
+    cold_users = len(np.unique(user_codes[relevant])) - len(sample_users)
+    truth_offsets, truth_items = _grouped(user_codes[known], item_codes[known], sample_users)
     if seen is None:
         seen_offsets, seen_items = np.zeros(len(sample_users) + 1, dtype=np.int64), np.empty(0, dtype=np.int64)
     else:
-        masked = ~table.column(_RELEVANT).to_numpy(zero_copy_only=False).astype(bool)
         seen_offsets, seen_items = _grouped(user_codes[masked], item_codes[masked], sample_users)
     ids = truth.sparkSession.createDataFrame(pa.table({"id": pa.array(sample_users, type=pa.int32())}))
     outside = {item_id: OUTSIDE + position for position, item_id in enumerate(lacking.to_pylist())}
