@@ -155,8 +155,7 @@ def test_the_sample_leaves_out_seen_pairs_and_counts_cold_users_as_relevant_coun
 
     sample = collect_sample(raw_truth, raw_seen, fitted.users, fitted.items)
     assert sample.cold_users == 1
-    assert {"users": len(sample.users) + sample.cold_users, "known_users": len(sample.users),
-            "pairs": len(sample.truth_items)} == expected
+    assert sample.relevant_counts() == expected
     codes = {row.item_id: row.item_idx for row in fitted.items.collect()} | sample.outside
     users = {row.user_id: row.user_idx for row in fitted.users.collect()}
     got_pairs = {(int(user), int(code)) for row, user in enumerate(sample.users)

@@ -67,6 +67,12 @@ class TestSample:
     outside: dict[Any, int]
     cold_users: int = 0  # users with relevant items but no `user_idx`: not evaluated
 
+    def relevant_counts(self) -> dict[str, int]:
+        """`evaluate.relevant_counts`' numbers for the pairs the sample was collected from: users
+        with a relevant item, those evaluated (with a `user_idx`), and their relevant pairs."""
+        return {"users": len(self.users) + self.cold_users, "known_users": len(self.users),
+                "pairs": len(self.truth_items)}
+
     @property
     def truth_sizes(self) -> np.ndarray:
         return np.diff(self.truth_offsets)

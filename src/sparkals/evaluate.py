@@ -240,9 +240,7 @@ def _measure_sample(
     and the seen pairs apart, ran 24."""
     truth, seen = relevance(holdout, settings, exclude=False)
     sample = collect_sample(truth, seen if settings.exclude_seen else None, fitted.users, fitted.items)
-    relevant = {"users": len(sample.users) + sample.cold_users, "known_users": len(sample.users),
-                "pairs": len(sample.truth_items)}
-    return measure_on_driver(fitted, holdout, sample, settings, n_items, with_baselines), relevant
+    return measure_on_driver(fitted, holdout, sample, settings, n_items, with_baselines), sample.relevant_counts()
 
 
 def _measure_counted(
